@@ -1,0 +1,108 @@
+//! `kv-origin`: serves the tierkv origin over QUIC.
+//!
+//! Settings come from, lowest first: built-in defaults, `--config FILE`
+//! (TOML), `TIERKV_ORIGIN_*` environment variables, and flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use kv_origin::{OriginConfig, OriginServer};
+use kv_runtime::config::{set, set_some};
+use kv_runtime::telemetry::{self, LogFormat};
+
+/// The tierkv origin: the source of truth, over object storage.
+#[derive(Debug, Parser)]
+#[command(name = "kv-origin", version, about)]
+struct Args {
+    /// TOML config file; flags and environment variables override it.
+    #[arg(long, env = "TIERKV_ORIGIN_CONFIG")]
+    config: Option<PathBuf>,
+    /// UDP address to serve QUIC on [default: 127.0.0.1:7400].
+    #[arg(long, env = "TIERKV_ORIGIN_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Object store URL: file:///path, memory:///, s3://bucket[/prefix]
+    /// (gs:// and az:// with the gcp and azure features) [default: file://./.tierkv/origin].
+    #[arg(long, env = "TIERKV_ORIGIN_STORE")]
+    store: Option<String>,
+    /// S3 endpoint, for S3-compatible servers (AWS_ENDPOINT also works).
+    #[arg(long, env = "TIERKV_ORIGIN_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// S3 region (AWS_REGION also works).
+    #[arg(long, env = "TIERKV_ORIGIN_S3_REGION")]
+    s3_region: Option<String>,
+    /// S3 access key id (AWS_ACCESS_KEY_ID also works).
+    #[arg(long, env = "TIERKV_ORIGIN_S3_ACCESS_KEY_ID")]
+    s3_access_key_id: Option<String>,
+    /// S3 secret access key (AWS_SECRET_ACCESS_KEY also works).
+    #[arg(
+        long,
+        env = "TIERKV_ORIGIN_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    s3_secret_access_key: Option<String>,
+    /// Allow a plain-HTTP S3 endpoint (a local S3-compatible server).
+    #[arg(long, env = "TIERKV_ORIGIN_S3_ALLOW_HTTP")]
+    s3_allow_http: Option<bool>,
+    /// Time limit of one object-store call, in milliseconds [default: 10000].
+    #[arg(long, env = "TIERKV_ORIGIN_STORE_TIMEOUT_MS")]
+    store_timeout_ms: Option<u64>,
+    /// Retries of a failed object-store call [default: 3].
+    #[arg(long, env = "TIERKV_ORIGIN_STORE_RETRIES")]
+    store_retries: Option<u32>,
+    /// CA certificate (PEM) that peers' certificates must chain to.
+    #[arg(long, env = "TIERKV_ORIGIN_CA")]
+    ca: Option<PathBuf>,
+    /// This node's certificate chain (PEM).
+    #[arg(long, env = "TIERKV_ORIGIN_CERT")]
+    cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "TIERKV_ORIGIN_KEY")]
+    key: Option<PathBuf>,
+    /// Generate (or reuse) development certificates in DIR instead of --ca/--cert/--key
+    /// [default when none is given: ./.tierkv/certs].
+    #[arg(long, env = "TIERKV_ORIGIN_DEV_CERTS", value_name = "DIR")]
+    dev_certs: Option<PathBuf>,
+    /// Log format: text or json. The filter comes from RUST_LOG [default: text].
+    #[arg(long, env = "TIERKV_ORIGIN_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+impl Args {
+    fn into_config(self) -> anyhow::Result<OriginConfig> {
+        let mut config: OriginConfig = kv_runtime::config::load_toml(self.config.as_deref())?;
+        let store = &mut config.store;
+        set(&mut config.listen, self.listen);
+        set(&mut store.url, self.store);
+        set_some(&mut store.s3_endpoint, self.s3_endpoint);
+        set_some(&mut store.s3_region, self.s3_region);
+        set_some(&mut store.s3_access_key_id, self.s3_access_key_id);
+        set_some(&mut store.s3_secret_access_key, self.s3_secret_access_key);
+        set(&mut store.s3_allow_http, self.s3_allow_http);
+        set(&mut store.timeout_ms, self.store_timeout_ms);
+        set(&mut store.retries, self.store_retries);
+        if self.ca.is_some() || self.cert.is_some() || self.key.is_some() {
+            config.tls.dev_certs = None;
+        }
+        set_some(&mut config.tls.ca, self.ca);
+        set_some(&mut config.tls.cert, self.cert);
+        set_some(&mut config.tls.key, self.key);
+        set_some(&mut config.tls.dev_certs, self.dev_certs);
+        set(&mut config.log_format, self.log_format);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Args::parse()
+        .into_config()
+        .context("kv-origin: bad configuration")?;
+    telemetry::init(config.log_format);
+    let server = OriginServer::bind(&config).context("kv-origin: cannot start")?;
+    tracing::info!(addr = %server.local_addr()?, store = %config.store.url, "kv-origin ready");
+    server.serve(kv_runtime::shutdown::signal()).await;
+    Ok(())
+}

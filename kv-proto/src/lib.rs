@@ -1,0 +1,51 @@
+//! The tierkv wire protocol, shared by every tier and free of I/O.
+//!
+//! Peers speak it over QUIC with the ALPN [`ALPN`] (`tierkv/1`):
+//!
+//! - each bidirectional stream carries one [`Request`] frame from the client and
+//!   one [`Response`] frame back, then both sides finish the stream;
+//! - a server-initiated unidirectional stream carries a sequence of
+//!   [`Invalidation`] frames.
+//!
+//! Decoding is two-phase, in the manner of a streaming codec: [`decode_frame`]
+//! returns `Ok(None)` while a buffer holds only part of a frame, checks the
+//! header's declared length against the limit for that frame kind *before* any
+//! body is buffered, and then parses the body from a [`bytes::Bytes`], so
+//! values are sliced out of the receive buffer rather than copied.
+//!
+//! # Layout
+//!
+//! - [`frame`]: the 8-byte frame header, [`encode_frame`] and [`decode_frame`].
+//! - [`cmd`]: one module per request (GET, PUT, DELETE, LIST) with its body codec.
+//! - [`request`] / [`response`]: the request envelope, and responses with status, tier and body.
+//! - [`invalidation`]: the server-pushed invalidation event.
+//! - [`types`]: validated names ([`Namespace`], [`Key`], [`Metadata`]) and small enums.
+//! - [`limits`]: every size limit, in one place.
+//! - [`wire`]: the bounds-checked reader and writer helpers under all of the above.
+//! - [`error`]: [`ProtoError`], each variant mapped to the [`Status`] a peer should answer with.
+//! - [`fuzzing`]: the invariants the fuzz target and its corpus replay test check.
+
+pub mod cmd;
+pub mod error;
+pub mod frame;
+pub mod fuzzing;
+pub mod invalidation;
+pub mod limits;
+pub mod request;
+pub mod response;
+pub mod types;
+pub mod wire;
+
+pub use cmd::{DeleteRequest, GetRequest, ListRequest, PutRequest};
+pub use error::ProtoError;
+pub use frame::{
+    RejectedRequest, decode_invalidation, decode_request, decode_response,
+    FRAME_HEADER_LEN, Frame, FrameHeader, FrameKind, PROTOCOL_VERSION, decode_frame, encode_frame,
+};
+pub use invalidation::Invalidation;
+pub use request::{Op, Request, RequestId};
+pub use response::{Body, Entry, ListPage, ListedKey, Response};
+pub use types::{Key, Metadata, Namespace, Status, Tier};
+
+/// The ALPN protocol id every tierkv QUIC link negotiates.
+pub const ALPN: &[u8] = b"tierkv/1";

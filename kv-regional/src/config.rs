@@ -1,0 +1,81 @@
+//! The regional node's service configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use kv_runtime::config::ConfigError;
+use kv_runtime::telemetry::LogFormat;
+use kv_runtime::tls::TlsConfig;
+use serde::{Deserialize, Serialize};
+
+/// Everything `kv-regional` needs; the TOML file has the same shape.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegionalConfig {
+    /// UDP address to serve QUIC on.
+    pub listen: SocketAddr,
+    /// The origin's QUIC address.
+    pub origin: SocketAddr,
+    /// The name the origin's certificate must carry.
+    pub origin_name: String,
+    /// Time limit of one request to the origin, milliseconds.
+    pub origin_timeout_ms: u64,
+    /// Memory tier capacity, MiB.
+    pub memory_mib: usize,
+    /// Disk tier capacity, MiB (at least 64).
+    pub disk_mib: usize,
+    /// Where the disk tier lives.
+    pub data_dir: PathBuf,
+    /// How long a value stays cached when a read names no cache TTL, seconds.
+    pub cache_ttl_secs: u64,
+    /// How long a miss stays cached, seconds.
+    pub negative_ttl_secs: u64,
+    /// Certificates.
+    pub tls: TlsConfig,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+impl Default for RegionalConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 7401).into(),
+            origin: ([127, 0, 0, 1], 7400).into(),
+            origin_name: kv_runtime::dev_certs::DEV_SERVER_NAME.into(),
+            origin_timeout_ms: 5_000,
+            memory_mib: 256,
+            disk_mib: 1024,
+            data_dir: "./.tierkv/regional".into(),
+            cache_ttl_secs: 60,
+            negative_ttl_secs: 30,
+            tls: TlsConfig {
+                dev_certs: Some("./.tierkv/certs".into()),
+                ..TlsConfig::default()
+            },
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl RegionalConfig {
+    /// Checks rules the types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: &str| Err(ConfigError::Invalid(m.into()));
+        if self.memory_mib == 0 {
+            return fail("memory_mib must be at least 1");
+        }
+        if self.disk_mib < 64 {
+            return fail("disk_mib must be at least 64 (the disk tier rotates 16 MiB blocks)");
+        }
+        if self.cache_ttl_secs == 0 {
+            return fail("cache_ttl_secs must be at least 1");
+        }
+        if self.origin_timeout_ms == 0 {
+            return fail("origin_timeout_ms must be at least 1");
+        }
+        if self.origin_name.is_empty() {
+            return fail("origin_name must not be empty");
+        }
+        Ok(())
+    }
+}

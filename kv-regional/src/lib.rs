@@ -1,0 +1,33 @@
+//! The tierkv regional tier: a foyer hybrid cache (memory, then disk) in
+//! front of the origin, served over QUIC to edges.
+//!
+//! - **GET** reads memory, then disk, then the origin (read-through).
+//!   Concurrent misses of one key make one origin request (foyer's fetch
+//!   coalescing). A cached answer, misses included, lives for the cache TTL
+//!   (the read's own, or the node's default of 60 s) and never past the
+//!   value's expiration. The response names the tier that answered.
+//! - **PUT and DELETE** go to the origin; before the node answers, its cache
+//!   holds the acknowledged value, or a cached miss for a delete. Versions
+//!   of recent writes are remembered so a read racing with a write cannot
+//!   put the old value back.
+//! - **LIST** goes to the origin.
+//! - **Restarts** recover the disk cache (deletes too, through foyer's
+//!   tombstone log). foyer checksums each disk entry, and a damaged one is
+//!   read as a miss.
+//!
+//! # Layout
+//!
+//! - [`regional`]: the service.
+//! - [`cache`]: opening the hybrid cache.
+//! - [`cached`]: what is cached per key, and its disk encoding.
+//! - [`config`]: the service config; [`server`]: binding it.
+
+pub mod cache;
+pub mod cached;
+pub mod config;
+pub mod regional;
+pub mod server;
+
+pub use config::RegionalConfig;
+pub use regional::{Freshness, Regional, RegionalStats};
+pub use server::{RegionalServer, StartError};

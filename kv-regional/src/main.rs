@@ -1,0 +1,104 @@
+//! `kv-regional`: serves a tierkv regional node over QUIC.
+//!
+//! Settings come from, lowest first: built-in defaults, `--config FILE`
+//! (TOML), `TIERKV_REGIONAL_*` environment variables, and flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use kv_regional::{RegionalConfig, RegionalServer};
+use kv_runtime::config::{set, set_some};
+use kv_runtime::telemetry::{self, LogFormat};
+
+/// A tierkv regional node: a memory and disk cache in front of the origin.
+#[derive(Debug, Parser)]
+#[command(name = "kv-regional", version, about)]
+struct Args {
+    /// TOML config file; flags and environment variables override it.
+    #[arg(long, env = "TIERKV_REGIONAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// UDP address to serve QUIC on [default: 127.0.0.1:7401].
+    #[arg(long, env = "TIERKV_REGIONAL_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// The origin's QUIC address [default: 127.0.0.1:7400].
+    #[arg(long, env = "TIERKV_REGIONAL_ORIGIN")]
+    origin: Option<SocketAddr>,
+    /// The name the origin's certificate must carry [default: localhost].
+    #[arg(long, env = "TIERKV_REGIONAL_ORIGIN_NAME")]
+    origin_name: Option<String>,
+    /// Time limit of one request to the origin, milliseconds [default: 5000].
+    #[arg(long, env = "TIERKV_REGIONAL_ORIGIN_TIMEOUT_MS")]
+    origin_timeout_ms: Option<u64>,
+    /// Memory cache capacity, MiB [default: 256].
+    #[arg(long, env = "TIERKV_REGIONAL_MEMORY_MIB")]
+    memory_mib: Option<usize>,
+    /// Disk cache capacity, MiB, at least 64 [default: 1024].
+    #[arg(long, env = "TIERKV_REGIONAL_DISK_MIB")]
+    disk_mib: Option<usize>,
+    /// Directory of the disk cache [default: ./.tierkv/regional].
+    #[arg(long, env = "TIERKV_REGIONAL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Seconds a value stays cached when a read names no cache TTL [default: 60].
+    #[arg(long, env = "TIERKV_REGIONAL_CACHE_TTL_SECS")]
+    cache_ttl_secs: Option<u64>,
+    /// Seconds a miss stays cached [default: 30].
+    #[arg(long, env = "TIERKV_REGIONAL_NEGATIVE_TTL_SECS")]
+    negative_ttl_secs: Option<u64>,
+    /// CA certificate (PEM) that peers' certificates must chain to.
+    #[arg(long, env = "TIERKV_REGIONAL_CA")]
+    ca: Option<PathBuf>,
+    /// This node's certificate chain (PEM).
+    #[arg(long, env = "TIERKV_REGIONAL_CERT")]
+    cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "TIERKV_REGIONAL_KEY")]
+    key: Option<PathBuf>,
+    /// Generate (or reuse) development certificates in DIR instead of --ca/--cert/--key
+    /// [default when none is given: ./.tierkv/certs].
+    #[arg(long, env = "TIERKV_REGIONAL_DEV_CERTS", value_name = "DIR")]
+    dev_certs: Option<PathBuf>,
+    /// Log format: text or json. The filter comes from RUST_LOG [default: text].
+    #[arg(long, env = "TIERKV_REGIONAL_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+impl Args {
+    fn into_config(self) -> anyhow::Result<RegionalConfig> {
+        let mut config: RegionalConfig = kv_runtime::config::load_toml(self.config.as_deref())?;
+        set(&mut config.listen, self.listen);
+        set(&mut config.origin, self.origin);
+        set(&mut config.origin_name, self.origin_name);
+        set(&mut config.origin_timeout_ms, self.origin_timeout_ms);
+        set(&mut config.memory_mib, self.memory_mib);
+        set(&mut config.disk_mib, self.disk_mib);
+        set(&mut config.data_dir, self.data_dir);
+        set(&mut config.cache_ttl_secs, self.cache_ttl_secs);
+        set(&mut config.negative_ttl_secs, self.negative_ttl_secs);
+        if self.ca.is_some() || self.cert.is_some() || self.key.is_some() {
+            config.tls.dev_certs = None;
+        }
+        set_some(&mut config.tls.ca, self.ca);
+        set_some(&mut config.tls.cert, self.cert);
+        set_some(&mut config.tls.key, self.key);
+        set_some(&mut config.tls.dev_certs, self.dev_certs);
+        set(&mut config.log_format, self.log_format);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Args::parse()
+        .into_config()
+        .context("kv-regional: bad configuration")?;
+    telemetry::init(config.log_format);
+    let server = RegionalServer::bind(&config)
+        .await
+        .context("kv-regional: cannot start")?;
+    tracing::info!(addr = %server.local_addr()?, origin = %config.origin, "kv-regional ready");
+    server.serve(kv_runtime::shutdown::signal()).await;
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! What every tierkv process shares: mutually authenticated QUIC links that
+//! carry [`kv_proto`] frames, certificates, request coalescing, configuration
+//! loading, logging and shutdown.
+//!
+//! # Layout
+//!
+//! - [`tls`]: loading PEM files into rustls configs that require and verify
+//!   certificates on both sides of every link.
+//! - [`dev_certs`]: a CA and node certificate generated for local use (`--dev-certs DIR`).
+//! - [`quic`]: the transport settings, the [`quic::QuicServer`] accept loop that
+//!   dispatches one request per stream to a [`quic::Handler`], and the client
+//!   [`quic::Link`] that keeps one reconnecting connection to a peer.
+//! - [`singleflight`]: concurrent calls for one key share one execution.
+//! - [`config`]: TOML config files for the binaries.
+//! - [`telemetry`]: `tracing` subscriber set-up (`RUST_LOG`, text or JSON).
+//! - [`shutdown`]: a future that resolves on SIGINT or SIGTERM.
+//! - [`time`]: wall-clock helpers in unix seconds and milliseconds.
+
+pub mod config;
+pub mod dev_certs;
+pub mod quic;
+pub mod shutdown;
+pub mod singleflight;
+pub mod telemetry;
+pub mod time;
+pub mod tls;

@@ -1,0 +1,15 @@
+//! QUIC links between tiers.
+//!
+//! - [`transport`]: keep-alive and idle timeout, so a dead peer is noticed within seconds.
+//! - [`frames`]: reading and writing one kv-proto frame on a QUIC stream.
+//! - [`server`]: [`QuicServer`], one task per connection and one per request stream.
+//! - [`client`]: [`Connector`] (one client endpoint) and [`Link`] (one peer, reconnecting).
+
+pub mod client;
+pub mod frames;
+pub mod server;
+pub mod transport;
+
+pub use client::{Connector, Link, LinkError};
+pub use server::{Handler, QuicServer, ServerError, ServerOptions};
+pub use transport::TransportOptions;

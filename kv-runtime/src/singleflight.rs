@@ -1,0 +1,216 @@
+//! Concurrent calls for one key share one execution.
+//!
+//! The first caller for a key (the leader) starts the work on its own task;
+//! callers that arrive while it runs wait for the same result. Running the
+//! work on a task means a leader that gives up (a client hung up) does not
+//! cancel the work under the followers. The key is forgotten as soon as the
+//! work finishes, so later callers start afresh and see fresh data.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+
+type Flight<V> = Shared<BoxFuture<'static, Result<V, FlightFailed>>>;
+/// A flight and its number, so a finished flight removes only itself.
+type Entry<V> = (u64, Flight<V>);
+
+/// The shared work panicked or was aborted; every waiter gets this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the shared fetch failed to complete")]
+pub struct FlightFailed;
+
+/// Whether a call did the work or waited on another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// This call started the work.
+    Leader,
+    /// This call waited on work another call started.
+    Follower,
+}
+
+/// A table of in-flight work, by key.
+#[derive(Debug)]
+pub struct SingleFlight<K, V> {
+    flights: Arc<Mutex<HashMap<K, Entry<V>>>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl<K, V> Default for SingleFlight<K, V> {
+    fn default() -> Self {
+        Self {
+            flights: Arc::new(Mutex::new(HashMap::new())),
+            next_id: Default::default(),
+        }
+    }
+}
+
+impl<K, V> SingleFlight<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A new, empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `work` for `key`, unless work for `key` is already in flight, in
+    /// which case waits for that instead. `work` is only called by a leader.
+    pub async fn run<F, Fut>(&self, key: K, work: F) -> (Result<V, FlightFailed>, Role)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = V> + Send + 'static,
+    {
+        let (flight, role) = {
+            let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+            match flights.get(&key) {
+                Some((_, flight)) => (flight.clone(), Role::Follower),
+                None => {
+                    let id = self
+                        .next_id
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let flight = self.start(key.clone(), id, work());
+                    flights.insert(key, (id, flight.clone()));
+                    (flight, Role::Leader)
+                }
+            }
+        };
+        (flight.await, role)
+    }
+
+    /// Detaches the work in flight for `key`, if any: callers already waiting
+    /// keep waiting for it, but the next caller starts afresh. A write calls
+    /// this once it is durable, so no read that starts later returns what the
+    /// store held before it.
+    pub fn forget(&self, key: &K) {
+        self.flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
+    /// Number of keys with work in flight.
+    pub fn in_flight(&self) -> usize {
+        self.flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    fn start<Fut>(&self, key: K, id: u64, work: Fut) -> Flight<V>
+    where
+        Fut: Future<Output = V> + Send + 'static,
+    {
+        let forget = Forget {
+            flights: Arc::downgrade(&self.flights),
+            key,
+            id,
+        };
+        let task = tokio::spawn(async move {
+            // Dropped when the work ends, even by panicking.
+            let _forget = forget;
+            work.await
+        });
+        async move { task.await.map_err(|_| FlightFailed) }
+            .boxed()
+            .shared()
+    }
+}
+
+/// Removes a key from the table when dropped.
+struct Forget<K: Hash + Eq, V> {
+    flights: std::sync::Weak<Mutex<HashMap<K, Entry<V>>>>,
+    key: K,
+    id: u64,
+}
+
+impl<K: Hash + Eq, V> Drop for Forget<K, V> {
+    fn drop(&mut self) {
+        if let Some(flights) = self.flights.upgrade() {
+            let mut flights = flights.lock().unwrap_or_else(PoisonError::into_inner);
+            if flights.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+                flights.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_calls_share_one_execution() {
+        let flights = Arc::new(SingleFlight::<u32, u32>::new());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (release, gate) = tokio::sync::watch::channel(false);
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (flights, runs, gate) = (flights.clone(), runs.clone(), gate.clone());
+            tasks.push(tokio::spawn(async move {
+                flights
+                    .run(7, move || async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        let mut gate = gate;
+                        let _ = gate.wait_for(|open| *open).await;
+                        42
+                    })
+                    .await
+            }));
+        }
+        // Every caller has joined once 50 tasks have run to their first await;
+        // waiting for the flight to exist is enough to release it safely.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while flights.in_flight() == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("flight started");
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        release.send(true).expect("receivers alive");
+        let mut leaders = 0;
+        for task in tasks {
+            let (value, role) = task.await.expect("task ran");
+            assert_eq!(value, Ok(42));
+            leaders += usize::from(role == Role::Leader);
+        }
+        assert_eq!(leaders, 1, "exactly one caller led");
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the work ran once");
+        assert_eq!(flights.in_flight(), 0, "finished flights are forgotten");
+    }
+
+    #[tokio::test]
+    async fn later_calls_start_afresh() {
+        let flights = SingleFlight::<&str, usize>::new();
+        let runs = Arc::new(AtomicUsize::new(0));
+        for expected in 1..=3 {
+            let runs = runs.clone();
+            let (value, role) = flights
+                .run("k", move || async move {
+                    runs.fetch_add(1, Ordering::SeqCst) + 1
+                })
+                .await;
+            assert_eq!(value, Ok(expected));
+            assert_eq!(role, Role::Leader);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_flight_fails_every_waiter_and_is_forgotten() {
+        let flights = SingleFlight::<u8, u8>::new();
+        let (value, _) = flights.run(1, || async { panic!("boom") }).await;
+        assert_eq!(value, Err(FlightFailed));
+        let (value, role) = flights.run(1, || async { 5 }).await;
+        assert_eq!((value, role), (Ok(5), Role::Leader));
+    }
+}

@@ -26,7 +26,7 @@
 //! - [`envelope`]: the object format.
 //! - [`layout`]: key ↔ path mapping and LIST cursors.
 //! - [`store`]: building the object store from a URL; timeouts, retries, counters.
-//! - [`hlc`]: versions.
+//! - [`hlc`]: versions from a hybrid logical clock.
 //! - [`config`]: the service config; [`server`]: binding it to a QUIC endpoint.
 //! - [`error`]: errors and their statuses.
 

@@ -1,7 +1,7 @@
 //! The origin service: the only code that reads and writes the object store.
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
@@ -204,9 +204,7 @@ impl Origin {
     }
 
     async fn lock(&self, path: &Path) -> tokio::sync::MutexGuard<'_, ()> {
-        let mut hasher = self.hasher.build_hasher();
-        path.hash(&mut hasher);
-        let stripe = (hasher.finish() % WRITE_LOCK_STRIPES as u64) as usize;
+        let stripe = (self.hasher.hash_one(path) % WRITE_LOCK_STRIPES as u64) as usize;
         self.write_locks[stripe].lock().await
     }
 

@@ -120,7 +120,12 @@ async fn put_then_get_returns_the_value_with_its_attributes(f: &Fixture) {
         entry.metadata.as_ref().map(|m| m.as_str()),
         Some(r#"{"v":1}"#)
     );
-    assert_eq!(got.id, got.id, "request id echoed");
+    let chosen = kv_proto::Request {
+        id: kv_proto::RequestId(0x1234_5678_9abc_def0),
+        op: kv_proto::Op::Get(kv_proto::GetRequest::new(ns("app"), key("user/1"))),
+    };
+    let echoed = f.link.request(&chosen).await.unwrap();
+    assert_eq!(echoed.id, chosen.id, "the request id is carried back");
     let missing = get(&f.link, "app", "user/2").await;
     assert_eq!(
         (missing.status, missing.tier),

@@ -147,7 +147,10 @@ impl Frame {
             }
         };
         let body_len = head.len() - FRAME_HEADER_LEN + tail.as_ref().map_or(0, Bytes::len);
-        let header = FrameHeader { kind: self.kind(), body_len };
+        let header = FrameHeader {
+            kind: self.kind(),
+            body_len,
+        };
         head[..FRAME_HEADER_LEN].copy_from_slice(&header.to_bytes());
         (head.freeze(), tail)
     }
@@ -155,7 +158,9 @@ impl Frame {
     /// Decodes a body of `kind`.
     pub fn decode_body(kind: FrameKind, body: Bytes) -> Result<Self, ProtoError> {
         match kind {
-            FrameKind::Request => decode_request(body).map(Frame::Request).map_err(|r| r.error),
+            FrameKind::Request => decode_request(body)
+                .map(Frame::Request)
+                .map_err(|r| r.error),
             FrameKind::Response => decode_response(body).map(Frame::Response),
             FrameKind::Invalidation => decode_invalidation(body).map(Frame::Invalidation),
         }
@@ -201,8 +206,12 @@ pub struct RejectedRequest {
 /// Decodes a request body.
 pub fn decode_request(body: Bytes) -> Result<Request, RejectedRequest> {
     let mut r = Reader::new(body);
-    let request = Request::decode_body(&mut r).map_err(|(id, error)| RejectedRequest { id, error })?;
-    r.finish().map_err(|error| RejectedRequest { id: Some(request.id), error })?;
+    let request =
+        Request::decode_body(&mut r).map_err(|(id, error)| RejectedRequest { id, error })?;
+    r.finish().map_err(|error| RejectedRequest {
+        id: Some(request.id),
+        error,
+    })?;
     Ok(request)
 }
 

@@ -51,7 +51,11 @@ fn check_stream(data: &[u8]) {
                 let Ok(Some(header)) = header else {
                     panic!("decode_frame returned a frame for a header parse rejects: {header:?}");
                 };
-                assert_eq!(consumed, FRAME_HEADER_LEN + header.body_len, "a frame consumed the wrong length");
+                assert_eq!(
+                    consumed,
+                    FRAME_HEADER_LEN + header.body_len,
+                    "a frame consumed the wrong length"
+                );
                 assert_eq!(frame.kind(), header.kind, "a frame of the wrong kind");
                 check_frame(&frame, &data[start..start + consumed]);
             }
@@ -72,12 +76,19 @@ fn check_stream(data: &[u8]) {
                 match header {
                     // A bad body: the frame is consumed, so the stream can go on.
                     Ok(Some(header)) => {
-                        assert_eq!(consumed, FRAME_HEADER_LEN + header.body_len, "a bad body consumed the wrong length");
+                        assert_eq!(
+                            consumed,
+                            FRAME_HEADER_LEN + header.body_len,
+                            "a bad body consumed the wrong length"
+                        );
                     }
                     // A bad header: nothing is consumed, and the stream is over.
                     Err(header_error) => {
                         assert_eq!(consumed, 0, "a bad header consumed input");
-                        assert_eq!(error, header_error, "decode_frame and FrameHeader::parse disagree");
+                        assert_eq!(
+                            error, header_error,
+                            "decode_frame and FrameHeader::parse disagree"
+                        );
                         return;
                     }
                     Ok(None) => panic!("decode_frame failed on a partial header: {error}"),
@@ -98,7 +109,11 @@ fn check_bodies(data: &[u8]) {
                 raw.copy_from_slice(id);
                 u64::from_be_bytes(raw)
             });
-            assert_eq!(rejected.id.map(|id| id.0), expected_id, "a rejected request's id is wrong");
+            assert_eq!(
+                rejected.id.map(|id| id.0),
+                expected_id,
+                "a rejected request's id is wrong"
+            );
         }
     }
     match decode_response(body.clone()) {
@@ -118,7 +133,10 @@ fn check_bodies(data: &[u8]) {
 /// `frame` was decoded from the body `body`, without a header.
 fn check_body(frame: &Frame, body: &[u8]) {
     let mut original = BytesMut::new();
-    let header = FrameHeader { kind: frame.kind(), body_len: body.len() };
+    let header = FrameHeader {
+        kind: frame.kind(),
+        body_len: body.len(),
+    };
     original.extend_from_slice(&header.to_bytes());
     original.extend_from_slice(body);
     check_frame(frame, &original);
@@ -128,19 +146,30 @@ fn check_body(frame: &Frame, body: &[u8]) {
 fn check_frame(frame: &Frame, original: &[u8]) {
     let mut encoded = BytesMut::new();
     encode_frame(frame, &mut encoded);
-    assert_eq!(&encoded[..], original, "a decoded frame re-encodes to other bytes: {frame:?}");
+    assert_eq!(
+        &encoded[..],
+        original,
+        "a decoded frame re-encodes to other bytes: {frame:?}"
+    );
 
     let (head, tail) = frame.encode_chunks();
     let mut chunks = BytesMut::from(&head[..]);
     if let Some(tail) = tail {
         chunks.extend_from_slice(&tail);
     }
-    assert_eq!(chunks, encoded, "encode_chunks disagrees with encode_frame: {frame:?}");
+    assert_eq!(
+        chunks, encoded,
+        "encode_chunks disagrees with encode_frame: {frame:?}"
+    );
 
     let mut again = encoded;
     match decode_frame(&mut again) {
         Ok(Some(decoded)) => assert_eq!(&decoded, frame, "a re-encoded frame decodes differently"),
         other => panic!("a re-encoded frame does not decode: {other:?} for {frame:?}"),
     }
-    assert!(again.is_empty(), "a re-encoded frame left {} bytes behind", again.len());
+    assert!(
+        again.is_empty(),
+        "a re-encoded frame left {} bytes behind",
+        again.len()
+    );
 }

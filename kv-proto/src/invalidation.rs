@@ -26,6 +26,10 @@ impl Invalidation {
     pub(crate) fn decode_body(r: &mut Reader) -> Result<Self, ProtoError> {
         let (namespace, key) = crate::cmd::read_target(r)?;
         let version = r.u64("version")?;
-        Ok(Self { namespace, key, version })
+        Ok(Self {
+            namespace,
+            key,
+            version,
+        })
     }
 }

@@ -39,8 +39,8 @@ pub mod wire;
 pub use cmd::{DeleteRequest, GetRequest, ListRequest, PutRequest};
 pub use error::ProtoError;
 pub use frame::{
-    RejectedRequest, decode_invalidation, decode_request, decode_response,
-    FRAME_HEADER_LEN, Frame, FrameHeader, FrameKind, PROTOCOL_VERSION, decode_frame, encode_frame,
+    FRAME_HEADER_LEN, Frame, FrameHeader, FrameKind, PROTOCOL_VERSION, RejectedRequest,
+    decode_frame, decode_invalidation, decode_request, decode_response, encode_frame,
 };
 pub use invalidation::Invalidation;
 pub use request::{Op, Request, RequestId};

@@ -107,7 +107,10 @@ pub struct Request {
 impl Request {
     /// A request with a fresh random id.
     pub fn new(op: Op) -> Self {
-        Self { id: RequestId::random(), op }
+        Self {
+            id: RequestId::random(),
+            op,
+        }
     }
 
     /// Writes the body; a PUT's value is returned rather than copied.

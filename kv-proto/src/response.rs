@@ -90,22 +90,42 @@ pub struct Response {
 impl Response {
     /// A successful read.
     pub fn entry(id: RequestId, tier: Tier, entry: Entry) -> Self {
-        Self { id, status: Status::Ok, tier: Some(tier), body: Body::Entry(entry) }
+        Self {
+            id,
+            status: Status::Ok,
+            tier: Some(tier),
+            body: Body::Entry(entry),
+        }
     }
 
     /// A read of a missing key.
     pub fn not_found(id: RequestId, tier: Tier) -> Self {
-        Self { id, status: Status::NotFound, tier: Some(tier), body: Body::Empty }
+        Self {
+            id,
+            status: Status::NotFound,
+            tier: Some(tier),
+            body: Body::Empty,
+        }
     }
 
     /// An acknowledged write or delete.
     pub fn written(id: RequestId, version: u64) -> Self {
-        Self { id, status: Status::Ok, tier: Some(Tier::Origin), body: Body::Written { version } }
+        Self {
+            id,
+            status: Status::Ok,
+            tier: Some(Tier::Origin),
+            body: Body::Written { version },
+        }
     }
 
     /// A LIST page.
     pub fn page(id: RequestId, page: ListPage) -> Self {
-        Self { id, status: Status::Ok, tier: Some(Tier::Origin), body: Body::Page(page) }
+        Self {
+            id,
+            status: Status::Ok,
+            tier: Some(Tier::Origin),
+            body: Body::Page(page),
+        }
     }
 
     /// A failure with a message. The message is cut to the protocol's limit.
@@ -118,7 +138,12 @@ impl Response {
             }
             message.truncate(end);
         }
-        Self { id, status, tier: None, body: Body::Error { message } }
+        Self {
+            id,
+            status,
+            tier: None,
+            body: Body::Error { message },
+        }
     }
 
     /// The error message, for failed responses.
@@ -177,9 +202,16 @@ impl Response {
                 let version = r.u64("version")?;
                 let (expiration, metadata) = read_attributes(r)?;
                 let value = r.bytes32(MAX_VALUE_LEN, "value")?;
-                Body::Entry(Entry { version, expiration, metadata, value })
+                Body::Entry(Entry {
+                    version,
+                    expiration,
+                    metadata,
+                    value,
+                })
             }
-            Body::WRITTEN => Body::Written { version: r.u64("version")? },
+            Body::WRITTEN => Body::Written {
+                version: r.u64("version")?,
+            },
             Body::PAGE => {
                 let count = r.u16("key count")?;
                 if count > MAX_LIST_LIMIT {
@@ -189,16 +221,32 @@ impl Response {
                 for _ in 0..count {
                     let name = crate::cmd::read_key(r, "name")?;
                     let (expiration, metadata) = read_attributes(r)?;
-                    keys.push(ListedKey { name, expiration, metadata });
+                    keys.push(ListedKey {
+                        name,
+                        expiration,
+                        metadata,
+                    });
                 }
                 let cursor = r.string16(MAX_CURSOR_LEN, "cursor")?;
                 let cursor = (!cursor.is_empty()).then_some(cursor);
                 Body::Page(ListPage { keys, cursor })
             }
-            Body::ERROR => Body::Error { message: r.string16(MAX_MESSAGE_LEN, "message")? },
-            code => return Err(ProtoError::InvalidCode { field: "body kind", code }),
+            Body::ERROR => Body::Error {
+                message: r.string16(MAX_MESSAGE_LEN, "message")?,
+            },
+            code => {
+                return Err(ProtoError::InvalidCode {
+                    field: "body kind",
+                    code,
+                });
+            }
         };
-        Ok(Self { id, status, tier, body })
+        Ok(Self {
+            id,
+            status,
+            tier,
+            body,
+        })
     }
 }
 
@@ -218,7 +266,11 @@ fn put_attributes(buf: &mut impl BufMut, expiration: Option<u64>, metadata: Opti
 }
 
 fn read_attributes(r: &mut Reader) -> Result<(Option<u64>, Option<Metadata>), ProtoError> {
-    let flags = wire::check_flags(r.u8("attribute flags")?, HAS_EXPIRATION | HAS_METADATA, "attribute")?;
+    let flags = wire::check_flags(
+        r.u8("attribute flags")?,
+        HAS_EXPIRATION | HAS_METADATA,
+        "attribute",
+    )?;
     let expiration = r.optional_u64(flags, HAS_EXPIRATION, "expiration")?;
     let metadata = read_optional_metadata(r, flags & HAS_METADATA != 0)?;
     Ok((expiration, metadata))

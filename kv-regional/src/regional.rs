@@ -1,5 +1,6 @@
 //! The regional service: read-through caching in front of the origin.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -44,6 +45,10 @@ impl Default for Freshness {
 pub struct RegionalStats {
     /// Requests sent to the origin to fill the cache.
     pub origin_fetches: AtomicU64,
+    /// Reads answered with a value just fetched from the origin (every
+    /// waiter of a shared fetch counts; more than `origin_fetches` means
+    /// misses were coalesced).
+    pub origin_answers: AtomicU64,
     /// Reads answered from memory.
     pub memory_hits: AtomicU64,
     /// Reads answered from disk.
@@ -67,7 +72,7 @@ pub struct Regional {
     origin: Link,
     freshness: Freshness,
     recent_writes: moka::sync::Cache<String, u64>,
-    stats: RegionalStats,
+    stats: Arc<RegionalStats>,
 }
 
 impl Regional {
@@ -81,7 +86,7 @@ impl Regional {
                 .max_capacity(1_000_000)
                 .time_to_live(RECENT_WRITES_TTL)
                 .build(),
-            stats: RegionalStats::default(),
+            stats: Arc::default(),
         }
     }
 
@@ -117,7 +122,8 @@ impl Regional {
                 let fill = request.clone();
                 let freshness = self.freshness;
                 let recent = (self.recent_writes.clone(), key.clone());
-                move || fill_from_origin(origin, id, fill, freshness, recent)
+                let stats = self.stats.clone();
+                move || fill_from_origin(origin, id, fill, freshness, recent, stats)
             };
             let entry = match self.cache.get_or_fetch(&key, fetch).await {
                 Ok(entry) => entry,
@@ -140,7 +146,7 @@ impl Regional {
                     Tier::RegionalDisk
                 }
                 Source::Outer => {
-                    self.stats.origin_fetches.fetch_add(1, Ordering::Relaxed);
+                    self.stats.origin_answers.fetch_add(1, Ordering::Relaxed);
                     Tier::Origin
                 }
             };
@@ -272,6 +278,7 @@ async fn fill_from_origin(
     request: GetRequest,
     freshness: Freshness,
     (recent_writes, key): (moka::sync::Cache<String, u64>, String),
+    stats: Arc<RegionalStats>,
 ) -> Result<Cached, FillError> {
     let ttl = request
         .cache_ttl
@@ -286,6 +293,7 @@ async fn fill_from_origin(
     };
     let mut attempt = 0;
     loop {
+        stats.origin_fetches.fetch_add(1, Ordering::Relaxed);
         let response = origin.request(&upstream).await.map_err(|e| FillError {
             status: Status::Unavailable,
             message: format!("origin unreachable: {e}"),

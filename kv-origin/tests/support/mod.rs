@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -305,4 +306,59 @@ pub async fn raw_exchange(connection: &quinn::Connection, bytes: &[u8]) -> Respo
         .await
         .expect("a response frame");
     kv_proto::decode_response(body).expect("a valid response")
+}
+
+/// Runs `command` to completion, killing it if it outlives `timeout`.
+pub fn run_briefly(mut command: Command, timeout: Duration) -> std::process::Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = child.id();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(timeout) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &id.to_string()])
+                .status();
+            panic!("still running after {timeout:?}: a bad config was accepted");
+        }
+    }
+}
+
+/// Starts `command`, waits for a stderr line containing `ready`, sends
+/// SIGTERM, and checks that it exits successfully within 20 s. Returns the
+/// stderr lines that followed readiness.
+pub fn run_until_sigterm(mut command: Command, ready: &str) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let became_ready = received.iter().any(|line| line.contains(ready));
+    assert!(became_ready, "never printed {ready:?}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (done, exited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait());
+    });
+    let status = exited
+        .recv_timeout(Duration::from_secs(20))
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    received.try_iter().collect()
 }

@@ -26,7 +26,12 @@ pub struct GetRequest {
 impl GetRequest {
     /// A plain read.
     pub fn new(namespace: Namespace, key: Key) -> Self {
-        Self { namespace, key, min_version: None, cache_ttl: None }
+        Self {
+            namespace,
+            key,
+            min_version: None,
+            cache_ttl: None,
+        }
     }
 
     pub(crate) fn encode_body(&self, buf: &mut impl BufMut) {
@@ -53,6 +58,11 @@ impl GetRequest {
             0 => None,
             _ => Some(r.u32("cache_ttl")?),
         };
-        Ok(Self { namespace, key, min_version, cache_ttl })
+        Ok(Self {
+            namespace,
+            key,
+            min_version,
+            cache_ttl,
+        })
     }
 }

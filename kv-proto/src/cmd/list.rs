@@ -23,7 +23,12 @@ pub struct ListRequest {
 impl ListRequest {
     /// The first page of up to 1000 keys under `prefix`.
     pub fn new(namespace: Namespace, prefix: impl Into<String>) -> Self {
-        Self { namespace, prefix: prefix.into(), cursor: String::new(), limit: MAX_LIST_LIMIT }
+        Self {
+            namespace,
+            prefix: prefix.into(),
+            cursor: String::new(),
+            limit: MAX_LIST_LIMIT,
+        }
     }
 
     pub(crate) fn encode_body(&self, buf: &mut impl BufMut) {
@@ -41,6 +46,11 @@ impl ListRequest {
         if limit == 0 || limit > MAX_LIST_LIMIT {
             return Err(ProtoError::InvalidListLimit(limit));
         }
-        Ok(Self { namespace, prefix, cursor, limit })
+        Ok(Self {
+            namespace,
+            prefix,
+            cursor,
+            limit,
+        })
     }
 }

@@ -31,7 +31,13 @@ impl PutRequest {
         if value.len() > MAX_VALUE_LEN {
             return Err(ProtoError::ValueTooLarge { len: value.len() });
         }
-        Ok(Self { namespace, key, value, expiration: None, metadata: None })
+        Ok(Self {
+            namespace,
+            key,
+            value,
+            expiration: None,
+            metadata: None,
+        })
     }
 
     /// Writes every field but the value's bytes, which it returns: the value is
@@ -60,7 +66,13 @@ impl PutRequest {
         let expiration = r.optional_u64(flags, HAS_EXPIRATION, "expiration")?;
         let metadata = read_optional_metadata(r, flags & HAS_METADATA != 0)?;
         let value = r.bytes32(MAX_VALUE_LEN, "value")?;
-        Ok(Self { namespace, key, value, expiration, metadata })
+        Ok(Self {
+            namespace,
+            key,
+            value,
+            expiration,
+            metadata,
+        })
     }
 }
 

@@ -1,0 +1,576 @@
+//! Helpers shared by the kv-proto integration tests: a hand-rolled body
+//! builder for crafting frames the typed constructors refuse, representative
+//! frames of every kind, and proptest strategies for valid frames.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use bytes::{Bytes, BytesMut};
+use kv_proto::{
+    Body, DeleteRequest, Entry, Frame, FrameHeader, FrameKind, GetRequest, Invalidation, Key,
+    ListPage, ListRequest, ListedKey, Metadata, Namespace, Op, PutRequest, Request, RequestId,
+    Response, Status, Tier, encode_frame,
+};
+use proptest::prelude::*;
+
+/// Builds a frame body field by field, following the layouts in `kv-proto/src`.
+#[derive(Debug, Default, Clone)]
+pub struct BodyBuilder(pub Vec<u8>);
+
+impl BodyBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn u8(mut self, v: u8) -> Self {
+        self.0.push(v);
+        self
+    }
+
+    pub fn u16(mut self, v: u16) -> Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+
+    pub fn u32(mut self, v: u32) -> Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+
+    pub fn u64(mut self, v: u64) -> Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+
+    pub fn raw(mut self, bytes: &[u8]) -> Self {
+        self.0.extend_from_slice(bytes);
+        self
+    }
+
+    /// A u8 length prefix, then the bytes.
+    pub fn bytes8(self, bytes: &[u8]) -> Self {
+        self.u8(u8::try_from(bytes.len()).unwrap()).raw(bytes)
+    }
+
+    /// A u16 length prefix, then the bytes.
+    pub fn bytes16(self, bytes: &[u8]) -> Self {
+        self.u16(u16::try_from(bytes.len()).unwrap()).raw(bytes)
+    }
+
+    /// A u32 length prefix, then the bytes.
+    pub fn bytes32(self, bytes: &[u8]) -> Self {
+        self.u32(u32::try_from(bytes.len()).unwrap()).raw(bytes)
+    }
+
+    /// Request id and op code.
+    pub fn request(id: u64, op: u8) -> Self {
+        Self::new().u64(id).u8(op)
+    }
+
+    /// Namespace and key, as GET, PUT, DELETE and invalidations start.
+    pub fn target(self, namespace: &[u8], key: &[u8]) -> Self {
+        self.bytes8(namespace).bytes16(key)
+    }
+
+    /// Response id, status, tier code and body kind.
+    pub fn response(id: u64, status: u8, tier: u8, body_kind: u8) -> Self {
+        Self::new().u64(id).u8(status).u8(tier).u8(body_kind)
+    }
+
+    pub fn body(self) -> Bytes {
+        Bytes::from(self.0)
+    }
+
+    /// The body behind a header of `kind` declaring its exact length.
+    pub fn frame(self, kind: FrameKind) -> BytesMut {
+        let header = FrameHeader {
+            kind,
+            body_len: self.0.len(),
+        };
+        let mut out = BytesMut::from(&header.to_bytes()[..]);
+        out.extend_from_slice(&self.0);
+        out
+    }
+}
+
+pub const OP_GET: u8 = 1;
+pub const OP_PUT: u8 = 2;
+pub const OP_DELETE: u8 = 3;
+pub const OP_LIST: u8 = 4;
+
+pub const BODY_EMPTY: u8 = 0;
+pub const BODY_ENTRY: u8 = 1;
+pub const BODY_WRITTEN: u8 = 2;
+pub const BODY_PAGE: u8 = 3;
+pub const BODY_ERROR: u8 = 4;
+
+pub fn ns(name: &str) -> Namespace {
+    Namespace::new(name).unwrap()
+}
+
+pub fn key(name: &str) -> Key {
+    Key::new(name).unwrap()
+}
+
+pub fn meta(json: &str) -> Metadata {
+    Metadata::new(Bytes::copy_from_slice(json.as_bytes())).unwrap()
+}
+
+/// `frame` encoded with `encode_frame`.
+pub fn encode(frame: &Frame) -> BytesMut {
+    let mut buf = BytesMut::new();
+    encode_frame(frame, &mut buf);
+    buf
+}
+
+/// `frame` encoded with `Frame::encode_chunks`, the chunks concatenated.
+pub fn encode_via_chunks(frame: &Frame) -> BytesMut {
+    let (head, tail) = frame.encode_chunks();
+    let mut buf = BytesMut::from(&head[..]);
+    if let Some(tail) = tail {
+        buf.extend_from_slice(&tail);
+    }
+    buf
+}
+
+pub fn request(id: u64, op: Op) -> Frame {
+    Frame::Request(Request {
+        id: RequestId(id),
+        op,
+    })
+}
+
+pub fn response(id: u64, status: Status, tier: Option<Tier>, body: Body) -> Frame {
+    Frame::Response(Response {
+        id: RequestId(id),
+        status,
+        tier,
+        body,
+    })
+}
+
+/// Representative valid frames: every op, every body kind, an invalidation.
+pub fn sample_frames() -> Vec<(&'static str, Frame)> {
+    let id = 0x0123_4567_89ab_cdef;
+    vec![
+        (
+            "request-get-plain",
+            request(id, Op::Get(GetRequest::new(ns("users"), key("alice")))),
+        ),
+        (
+            "request-get-min-version-ttl",
+            request(
+                id,
+                Op::Get(GetRequest {
+                    namespace: ns("users"),
+                    key: key("a/b/ключ/鍵"),
+                    min_version: Some(42),
+                    cache_ttl: Some(60),
+                }),
+            ),
+        ),
+        (
+            "request-get-min-version",
+            request(
+                id,
+                Op::Get(GetRequest {
+                    min_version: Some(u64::MAX),
+                    ..GetRequest::new(ns("n"), key("k"))
+                }),
+            ),
+        ),
+        (
+            "request-get-cache-ttl",
+            request(
+                id,
+                Op::Get(GetRequest {
+                    cache_ttl: Some(0),
+                    ..GetRequest::new(ns("n"), key("k"))
+                }),
+            ),
+        ),
+        (
+            "request-put-empty-value",
+            request(
+                id,
+                Op::Put(PutRequest::new(ns("cfg"), key("empty"), Bytes::new()).unwrap()),
+            ),
+        ),
+        (
+            "request-put-full",
+            request(
+                id,
+                Op::Put(PutRequest {
+                    namespace: ns("cfg"),
+                    key: key("feature/flags"),
+                    value: Bytes::from_static(b"{\"dark_mode\":true}"),
+                    expiration: Some(1_900_000_000),
+                    metadata: Some(meta(r#"{"content-type":"application/json"}"#)),
+                }),
+            ),
+        ),
+        (
+            "request-put-metadata-only",
+            request(
+                id,
+                Op::Put(PutRequest {
+                    metadata: Some(meta("[1,2,3]")),
+                    ..PutRequest::new(ns("cfg"), key("k"), Bytes::from_static(b"\x00\x01\xff"))
+                        .unwrap()
+                }),
+            ),
+        ),
+        (
+            "request-put-expiration-only",
+            request(
+                id,
+                Op::Put(PutRequest {
+                    expiration: Some(1),
+                    ..PutRequest::new(ns("cfg"), key("k"), Bytes::from(vec![7u8; 300])).unwrap()
+                }),
+            ),
+        ),
+        (
+            "request-delete",
+            request(
+                id,
+                Op::Delete(DeleteRequest {
+                    namespace: ns("users"),
+                    key: key("bob"),
+                }),
+            ),
+        ),
+        (
+            "request-list-first-page",
+            request(id, Op::List(ListRequest::new(ns("users"), ""))),
+        ),
+        (
+            "request-list-cursor",
+            request(
+                id,
+                Op::List(ListRequest {
+                    namespace: ns("users"),
+                    prefix: "team/é/".into(),
+                    cursor: "opaque-cursor".into(),
+                    limit: 10,
+                }),
+            ),
+        ),
+        (
+            "response-not-found",
+            response(id, Status::NotFound, Some(Tier::RegionalDisk), Body::Empty),
+        ),
+        (
+            "response-entry-full",
+            response(
+                id,
+                Status::Ok,
+                Some(Tier::Edge),
+                Body::Entry(Entry {
+                    version: 7,
+                    expiration: Some(1_900_000_000),
+                    metadata: Some(meta(r#"{"etag":"abc"}"#)),
+                    value: Bytes::from_static(b"hello, world"),
+                }),
+            ),
+        ),
+        (
+            "response-entry-plain",
+            response(
+                id,
+                Status::Ok,
+                Some(Tier::RegionalMemory),
+                Body::Entry(Entry {
+                    version: 1,
+                    expiration: None,
+                    metadata: None,
+                    value: Bytes::new(),
+                }),
+            ),
+        ),
+        (
+            "response-written",
+            response(
+                id,
+                Status::Ok,
+                Some(Tier::Origin),
+                Body::Written { version: 99 },
+            ),
+        ),
+        (
+            "response-page",
+            response(
+                id,
+                Status::Ok,
+                Some(Tier::Origin),
+                Body::Page(ListPage {
+                    keys: vec![
+                        ListedKey {
+                            name: key("a"),
+                            expiration: None,
+                            metadata: None,
+                        },
+                        ListedKey {
+                            name: key("b/é"),
+                            expiration: Some(5),
+                            metadata: None,
+                        },
+                        ListedKey {
+                            name: key("c"),
+                            expiration: Some(6),
+                            metadata: Some(meta("null")),
+                        },
+                        ListedKey {
+                            name: key("d"),
+                            expiration: None,
+                            metadata: Some(meta("{}")),
+                        },
+                    ],
+                    cursor: Some("next-page".into()),
+                }),
+            ),
+        ),
+        (
+            "response-page-empty",
+            response(id, Status::Ok, None, Body::Page(ListPage::default())),
+        ),
+        (
+            "response-error",
+            Frame::Response(Response::error(
+                RequestId(id),
+                Status::Unavailable,
+                "origin unreachable",
+            )),
+        ),
+        (
+            "invalidation",
+            Frame::Invalidation(Invalidation {
+                namespace: ns("users"),
+                key: key("alice/é"),
+                version: 3,
+            }),
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------- strategies
+
+/// 1–64 characters of `[A-Za-z0-9_-]`.
+pub fn namespace_strategy() -> impl Strategy<Value = Namespace> {
+    "[A-Za-z0-9_-]{1,64}".prop_map(|s| Namespace::new(s).unwrap())
+}
+
+/// Characters for keys: mostly ASCII, plenty of `/`, and any Unicode scalar.
+fn key_char() -> impl Strategy<Value = char> {
+    prop_oneof![
+        4 => proptest::char::range('a', 'z'),
+        2 => Just('/'),
+        2 => any::<char>(),
+        1 => proptest::sample::select(vec!['é', 'ß', '中', '😀', '\u{0}', '\u{7f}', '\u{10ffff}']),
+    ]
+}
+
+/// Collects `chars` into a string of at most `max` bytes, cutting at a char boundary.
+pub fn take_bytes(chars: impl IntoIterator<Item = char>, max: usize) -> String {
+    let mut s = String::new();
+    for c in chars {
+        if s.len() + c.len_utf8() > max {
+            break;
+        }
+        s.push(c);
+    }
+    s
+}
+
+/// Text of up to `max` bytes (possibly empty).
+pub fn text_strategy(max_chars: usize, max_bytes: usize) -> impl Strategy<Value = String> {
+    proptest::collection::vec(key_char(), 0..=max_chars).prop_map(move |c| take_bytes(c, max_bytes))
+}
+
+/// Keys of 1..=512 bytes of UTF-8, some right at the limit.
+pub fn key_strategy() -> impl Strategy<Value = Key> {
+    let short = proptest::collection::vec(key_char(), 1..40);
+    // Up to 600 chars of up to 4 bytes, cut to 512 bytes: often at or near the limit.
+    let long = proptest::collection::vec(key_char(), 130..600);
+    prop_oneof![3 => short, 1 => long].prop_map(|chars| Key::new(take_bytes(chars, 512)).unwrap())
+}
+
+/// A small JSON document, at most 1024 bytes, compact or pretty.
+pub fn metadata_strategy() -> impl Strategy<Value = Metadata> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        (-1e9f64..1e9).prop_map(serde_json::Value::from),
+        "\\PC{0,12}".prop_map(serde_json::Value::from),
+    ];
+    let doc = leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+            proptest::collection::btree_map("[a-z_-]{0,8}", inner, 0..6)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    });
+    (doc, any::<bool>())
+        .prop_map(|(doc, pretty)| {
+            if pretty {
+                serde_json::to_vec_pretty(&doc).unwrap()
+            } else {
+                serde_json::to_vec(&doc).unwrap()
+            }
+        })
+        .prop_filter("metadata over 1024 bytes", |json| json.len() <= 1024)
+        .prop_map(|json| Metadata::new(json).unwrap())
+}
+
+/// Values: empty, small, or some KiB.
+pub fn value_strategy() -> impl Strategy<Value = Bytes> {
+    prop_oneof![
+        1 => Just(Bytes::new()),
+        4 => proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from),
+        1 => proptest::collection::vec(any::<u8>(), 1024..20_000).prop_map(Bytes::from),
+    ]
+}
+
+pub fn op_strategy() -> impl Strategy<Value = Op> {
+    let get = (
+        namespace_strategy(),
+        key_strategy(),
+        any::<Option<u64>>(),
+        any::<Option<u32>>(),
+    )
+        .prop_map(|(namespace, key, min_version, cache_ttl)| {
+            Op::Get(GetRequest {
+                namespace,
+                key,
+                min_version,
+                cache_ttl,
+            })
+        });
+    let put = (
+        namespace_strategy(),
+        key_strategy(),
+        value_strategy(),
+        any::<Option<u64>>(),
+        proptest::option::of(metadata_strategy()),
+    )
+        .prop_map(|(namespace, key, value, expiration, metadata)| {
+            Op::Put(PutRequest {
+                namespace,
+                key,
+                value,
+                expiration,
+                metadata,
+            })
+        });
+    let delete = (namespace_strategy(), key_strategy())
+        .prop_map(|(namespace, key)| Op::Delete(DeleteRequest { namespace, key }));
+    let list = (
+        namespace_strategy(),
+        text_strategy(200, 512),
+        text_strategy(600, 2048),
+        1u16..=1000,
+    )
+        .prop_map(|(namespace, prefix, cursor, limit)| {
+            Op::List(ListRequest {
+                namespace,
+                prefix,
+                cursor,
+                limit,
+            })
+        });
+    prop_oneof![get, put, delete, list]
+}
+
+pub fn request_strategy() -> impl Strategy<Value = Request> {
+    (any::<u64>(), op_strategy()).prop_map(|(id, op)| Request {
+        id: RequestId(id),
+        op,
+    })
+}
+
+pub fn status_strategy() -> impl Strategy<Value = Status> {
+    proptest::sample::select(Status::ALL)
+}
+
+pub fn tier_strategy() -> impl Strategy<Value = Option<Tier>> {
+    proptest::option::of(proptest::sample::select(Tier::ALL))
+}
+
+pub fn listed_key_strategy() -> impl Strategy<Value = ListedKey> {
+    (
+        key_strategy(),
+        any::<Option<u64>>(),
+        proptest::option::of(metadata_strategy()),
+    )
+        .prop_map(|(name, expiration, metadata)| ListedKey {
+            name,
+            expiration,
+            metadata,
+        })
+}
+
+pub fn body_strategy() -> impl Strategy<Value = Body> {
+    let entry = (
+        any::<u64>(),
+        any::<Option<u64>>(),
+        proptest::option::of(metadata_strategy()),
+        value_strategy(),
+    )
+        .prop_map(|(version, expiration, metadata, value)| {
+            Body::Entry(Entry {
+                version,
+                expiration,
+                metadata,
+                value,
+            })
+        });
+    // A decoded page never holds `Some("")`: an empty cursor is `None`.
+    let cursor = proptest::option::of(
+        proptest::collection::vec(key_char(), 1..700).prop_map(|c| take_bytes(c, 2048)),
+    );
+    let page = (
+        proptest::collection::vec(listed_key_strategy(), 0..12),
+        cursor,
+    )
+        .prop_map(|(keys, cursor)| Body::Page(ListPage { keys, cursor }));
+    prop_oneof![
+        Just(Body::Empty),
+        entry,
+        any::<u64>().prop_map(|version| Body::Written { version }),
+        page,
+        text_strategy(1200, 4096).prop_map(|message| Body::Error { message }),
+    ]
+}
+
+pub fn response_strategy() -> impl Strategy<Value = Response> {
+    (
+        any::<u64>(),
+        status_strategy(),
+        tier_strategy(),
+        body_strategy(),
+    )
+        .prop_map(|(id, status, tier, body)| Response {
+            id: RequestId(id),
+            status,
+            tier,
+            body,
+        })
+}
+
+pub fn invalidation_strategy() -> impl Strategy<Value = Invalidation> {
+    (namespace_strategy(), key_strategy(), any::<u64>()).prop_map(|(namespace, key, version)| {
+        Invalidation {
+            namespace,
+            key,
+            version,
+        }
+    })
+}
+
+pub fn frame_strategy() -> impl Strategy<Value = Frame> {
+    prop_oneof![
+        request_strategy().prop_map(Frame::Request),
+        response_strategy().prop_map(Frame::Response),
+        invalidation_strategy().prop_map(Frame::Invalidation),
+    ]
+}

@@ -1,0 +1,562 @@
+//! Malformed input: every decoder answers with an error (or `Ok(None)` for a
+//! partial frame), never a panic.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use bytes::{Bytes, BytesMut};
+use common::*;
+use kv_proto::{
+    FRAME_HEADER_LEN, Frame, FrameHeader, FrameKind, PROTOCOL_VERSION, ProtoError, RejectedRequest,
+    RequestId, decode_frame, decode_invalidation, decode_request, decode_response, encode_frame,
+};
+use proptest::prelude::*;
+
+/// Decodes a body of `kind` with the body decoder for that kind.
+fn decode_body(kind: FrameKind, body: Bytes) -> Result<Frame, ProtoError> {
+    match kind {
+        FrameKind::Request => decode_request(body)
+            .map(Frame::Request)
+            .map_err(|r| r.error),
+        FrameKind::Response => decode_response(body).map(Frame::Response),
+        FrameKind::Invalidation => decode_invalidation(body).map(Frame::Invalidation),
+    }
+}
+
+/// A header with raw fields, as `FrameHeader::to_bytes` cannot write bad ones.
+fn raw_header(version: u8, kind: u8, reserved: u16, body_len: u32) -> BytesMut {
+    let mut out = BytesMut::new();
+    out.extend_from_slice(&[version, kind]);
+    out.extend_from_slice(&reserved.to_be_bytes());
+    out.extend_from_slice(&body_len.to_be_bytes());
+    out
+}
+
+// ----------------------------------------------------------------- truncation
+
+#[test]
+fn every_strict_prefix_of_a_body_is_truncated() {
+    let samples = sample_frames();
+    for (name, frame) in &samples {
+        let body = encode(frame).freeze().slice(FRAME_HEADER_LEN..);
+        for len in 0..body.len() {
+            let err = decode_body(frame.kind(), body.slice(..len)).unwrap_err();
+            assert!(
+                matches!(err, ProtoError::Truncated { .. }),
+                "{name}, {len} of {} bytes: {err:?}",
+                body.len()
+            );
+        }
+        assert_eq!(decode_body(frame.kind(), body).unwrap(), *frame);
+    }
+}
+
+#[test]
+fn a_truncated_request_carries_its_id_once_the_body_holds_eight_bytes() {
+    let samples = sample_frames();
+    for (name, frame) in samples
+        .iter()
+        .filter(|(_, f)| matches!(f, Frame::Request(_)))
+    {
+        let body = encode(frame).freeze().slice(FRAME_HEADER_LEN..);
+        for len in 0..body.len() {
+            let rejected = decode_request(body.slice(..len)).unwrap_err();
+            let expected = (len >= 8).then_some(RequestId(0x0123_4567_89ab_cdef));
+            assert_eq!(rejected.id, expected, "{name}, {len} bytes");
+        }
+    }
+}
+
+#[test]
+fn every_strict_prefix_of_a_frame_is_incomplete() {
+    for (name, frame) in &sample_frames() {
+        let encoded = encode(frame);
+        for len in 0..encoded.len() {
+            let mut buf = BytesMut::from(&encoded[..len]);
+            assert_eq!(decode_frame(&mut buf).unwrap(), None, "{name}, {len} bytes");
+            assert_eq!(buf.len(), len);
+        }
+    }
+}
+
+#[test]
+fn a_header_declaring_less_than_the_body_needs_is_truncated() {
+    for (name, frame) in &sample_frames() {
+        let encoded = encode(frame);
+        let body = &encoded[FRAME_HEADER_LEN..];
+        if body.is_empty() {
+            continue;
+        }
+        // The header says one byte less; the last byte is left on the buffer.
+        let short = body.len() - 1;
+        let mut buf = BytesMut::from(
+            &FrameHeader {
+                kind: frame.kind(),
+                body_len: short,
+            }
+            .to_bytes()[..],
+        );
+        buf.extend_from_slice(body);
+        assert!(
+            matches!(decode_frame(&mut buf), Err(ProtoError::Truncated { .. })),
+            "{name}"
+        );
+        assert_eq!(&buf[..], &body[short..]);
+    }
+}
+
+// ---------------------------------------------------------------- the header
+
+#[test]
+fn wrong_protocol_version() {
+    for version in [0, PROTOCOL_VERSION + 1, 0x7f, 0xff] {
+        let mut buf = raw_header(version, 1, 0, 0);
+        assert_eq!(
+            FrameHeader::parse(&buf).unwrap_err(),
+            ProtoError::UnsupportedVersion(version)
+        );
+        assert_eq!(
+            decode_frame(&mut buf).unwrap_err(),
+            ProtoError::UnsupportedVersion(version)
+        );
+        assert_eq!(buf.len(), FRAME_HEADER_LEN, "a bad header was consumed");
+    }
+    // Not judged until the whole header is in.
+    let mut partial = BytesMut::from(&raw_header(9, 1, 0, 0)[..FRAME_HEADER_LEN - 1]);
+    assert_eq!(decode_frame(&mut partial).unwrap(), None);
+}
+
+#[test]
+fn unknown_frame_kind() {
+    for kind in [0, 4, 0x80, 0xff] {
+        let mut buf = raw_header(PROTOCOL_VERSION, kind, 0, 0);
+        assert_eq!(
+            decode_frame(&mut buf).unwrap_err(),
+            ProtoError::UnknownFrameKind(kind)
+        );
+        assert_eq!(
+            ProtoError::UnknownFrameKind(kind).status(),
+            kv_proto::Status::BadRequest
+        );
+    }
+}
+
+#[test]
+fn reserved_bits_set() {
+    for reserved in [1, 0x0100, 0x8000, 0xffff] {
+        let mut buf = raw_header(PROTOCOL_VERSION, 2, reserved, 0);
+        assert_eq!(
+            FrameHeader::parse(&buf).unwrap_err(),
+            ProtoError::ReservedBits(reserved)
+        );
+        assert_eq!(
+            decode_frame(&mut buf).unwrap_err(),
+            ProtoError::ReservedBits(reserved)
+        );
+    }
+}
+
+// ------------------------------------------------------------------ the body
+
+#[test]
+fn unknown_op_code() {
+    for op in [0, 5, 0xff] {
+        let body = BodyBuilder::request(21, op).target(b"n", b"k").u8(0);
+        let rejected = decode_request(body.clone().body()).unwrap_err();
+        assert_eq!(
+            rejected,
+            RejectedRequest {
+                id: Some(RequestId(21)),
+                error: ProtoError::InvalidCode {
+                    field: "op",
+                    code: op
+                }
+            }
+        );
+        assert_eq!(rejected.error.status(), kv_proto::Status::BadRequest);
+        let mut frame = body.frame(FrameKind::Request);
+        assert_eq!(
+            decode_frame(&mut frame).unwrap_err(),
+            ProtoError::InvalidCode {
+                field: "op",
+                code: op
+            }
+        );
+    }
+}
+
+#[test]
+fn unknown_status_tier_and_body_kind_codes() {
+    for status in [6, 0xff] {
+        let body = BodyBuilder::response(1, status, 0, BODY_EMPTY).body();
+        assert_eq!(
+            decode_response(body).unwrap_err(),
+            ProtoError::InvalidCode {
+                field: "status",
+                code: status
+            }
+        );
+    }
+    for tier in [5, 0xff] {
+        let body = BodyBuilder::response(1, 0, tier, BODY_EMPTY).body();
+        assert_eq!(
+            decode_response(body).unwrap_err(),
+            ProtoError::InvalidCode {
+                field: "tier",
+                code: tier
+            }
+        );
+    }
+    for kind in [5, 0xff] {
+        let body = BodyBuilder::response(1, 0, 1, kind).body();
+        assert_eq!(
+            decode_response(body).unwrap_err(),
+            ProtoError::InvalidCode {
+                field: "body kind",
+                code: kind
+            }
+        );
+    }
+    assert!(kv_proto::Status::from_code(6).is_err());
+    assert!(
+        kv_proto::Tier::from_code(0).is_err(),
+        "0 is no tier, not a tier"
+    );
+}
+
+#[test]
+fn unknown_flag_bits() {
+    for flags in [0b100, 0x80, 0xff] {
+        let get = BodyBuilder::request(1, OP_GET)
+            .target(b"n", b"k")
+            .u8(flags)
+            .u64(0)
+            .u32(0);
+        assert_eq!(
+            decode_request(get.body()).unwrap_err().error,
+            ProtoError::UnknownFlags {
+                field: "get",
+                flags
+            }
+        );
+        let put = BodyBuilder::request(1, OP_PUT)
+            .target(b"n", b"k")
+            .u8(flags)
+            .u64(0)
+            .bytes16(b"{}")
+            .bytes32(b"");
+        assert_eq!(
+            decode_request(put.body()).unwrap_err().error,
+            ProtoError::UnknownFlags {
+                field: "put",
+                flags
+            }
+        );
+        let entry = BodyBuilder::response(1, 0, 1, BODY_ENTRY)
+            .u64(1)
+            .u8(flags)
+            .u64(0)
+            .bytes16(b"{}")
+            .bytes32(b"");
+        assert_eq!(
+            decode_response(entry.body()).unwrap_err(),
+            ProtoError::UnknownFlags {
+                field: "attribute",
+                flags
+            }
+        );
+        let page = BodyBuilder::response(1, 0, 4, BODY_PAGE)
+            .u16(1)
+            .bytes16(b"k")
+            .u8(flags)
+            .bytes16(b"");
+        assert_eq!(
+            decode_response(page.body()).unwrap_err(),
+            ProtoError::UnknownFlags {
+                field: "attribute",
+                flags
+            }
+        );
+    }
+}
+
+#[test]
+fn trailing_bytes_after_a_valid_body() {
+    for (name, frame) in &sample_frames() {
+        let encoded = encode(frame);
+        for extra in [&b"\0"[..], b"garbage"] {
+            let mut body = BytesMut::from(&encoded[FRAME_HEADER_LEN..]);
+            body.extend_from_slice(extra);
+            let body = body.freeze();
+            let expected = ProtoError::TrailingBytes(extra.len());
+            match frame {
+                Frame::Request(request) => {
+                    let rejected = decode_request(body.clone()).unwrap_err();
+                    assert_eq!(
+                        rejected,
+                        RejectedRequest {
+                            id: Some(request.id),
+                            error: expected.clone()
+                        },
+                        "{name}"
+                    );
+                }
+                _ => assert_eq!(
+                    decode_body(frame.kind(), body.clone()).unwrap_err(),
+                    expected,
+                    "{name}"
+                ),
+            }
+            // The same through decode_frame, with a header counting the extra bytes.
+            let mut buf = BytesMut::from(
+                &FrameHeader {
+                    kind: frame.kind(),
+                    body_len: body.len(),
+                }
+                .to_bytes()[..],
+            );
+            buf.extend_from_slice(&body);
+            assert_eq!(decode_frame(&mut buf).unwrap_err(), expected, "{name}");
+        }
+    }
+}
+
+#[test]
+fn invalid_utf8_in_text_fields() {
+    let bad = b"ok\xc3(";
+    let get = BodyBuilder::request(1, OP_GET).target(b"n", bad).u8(0);
+    assert_eq!(
+        decode_request(get.body()).unwrap_err().error,
+        ProtoError::InvalidUtf8 { field: "key" }
+    );
+    let invalidation = BodyBuilder::new().target(b"n", b"\xff").u64(1);
+    assert_eq!(
+        decode_invalidation(invalidation.body()).unwrap_err(),
+        ProtoError::InvalidUtf8 { field: "key" }
+    );
+    let list = BodyBuilder::request(1, OP_LIST)
+        .bytes8(b"n")
+        .bytes16(bad)
+        .bytes16(b"")
+        .u16(1);
+    assert_eq!(
+        decode_request(list.body()).unwrap_err().error,
+        ProtoError::InvalidUtf8 { field: "prefix" }
+    );
+    let list = BodyBuilder::request(1, OP_LIST)
+        .bytes8(b"n")
+        .bytes16(b"")
+        .bytes16(bad)
+        .u16(1);
+    assert_eq!(
+        decode_request(list.body()).unwrap_err().error,
+        ProtoError::InvalidUtf8 { field: "cursor" }
+    );
+    let page = BodyBuilder::response(1, 0, 4, BODY_PAGE)
+        .u16(1)
+        .bytes16(bad)
+        .u8(0)
+        .bytes16(b"");
+    assert_eq!(
+        decode_response(page.body()).unwrap_err(),
+        ProtoError::InvalidUtf8 { field: "name" }
+    );
+    let page = BodyBuilder::response(1, 0, 4, BODY_PAGE)
+        .u16(0)
+        .bytes16(bad);
+    assert_eq!(
+        decode_response(page.body()).unwrap_err(),
+        ProtoError::InvalidUtf8 { field: "cursor" }
+    );
+    let error = BodyBuilder::response(1, 5, 0, BODY_ERROR).bytes16(bad);
+    assert_eq!(
+        decode_response(error.body()).unwrap_err(),
+        ProtoError::InvalidUtf8 { field: "message" }
+    );
+    assert_eq!(
+        ProtoError::InvalidUtf8 { field: "key" }.status(),
+        kv_proto::Status::BadRequest
+    );
+    // A UTF-16 surrogate encoded as UTF-8 is not UTF-8.
+    let get = BodyBuilder::request(1, OP_GET)
+        .target(b"n", b"\xed\xa0\x80")
+        .u8(0);
+    assert_eq!(
+        decode_request(get.body()).unwrap_err().error,
+        ProtoError::InvalidUtf8 { field: "key" }
+    );
+}
+
+#[test]
+fn rejected_request_carries_the_id_only_when_the_body_held_one() {
+    let id = 0xfeed_f00d_dead_beef_u64;
+    // Eight or more bytes: the id is there, whatever follows is wrong.
+    for body in [
+        BodyBuilder::new().u64(id),
+        BodyBuilder::request(id, 0),
+        BodyBuilder::request(id, OP_GET).bytes8(b"bad.ns"),
+        BodyBuilder::request(id, OP_DELETE).target(b"n", b"k").u8(0),
+    ] {
+        assert_eq!(
+            decode_request(body.body()).unwrap_err().id,
+            Some(RequestId(id))
+        );
+    }
+    // Fewer than eight bytes: no id.
+    for len in 0..8 {
+        let rejected = decode_request(Bytes::from(vec![0xab; len])).unwrap_err();
+        assert_eq!(rejected.id, None, "{len} bytes");
+        assert_eq!(
+            rejected.error,
+            ProtoError::Truncated {
+                field: "request id"
+            }
+        );
+    }
+}
+
+/// After a frame whose body is bad, the stream goes on with the next frame.
+#[test]
+fn a_bad_body_is_consumed_and_the_next_frame_decodes() {
+    let mut buf = BodyBuilder::request(1, 0xee).frame(FrameKind::Request);
+    let (_, good) = sample_frames().swap_remove(0);
+    encode_frame(&good, &mut buf);
+    assert!(matches!(
+        decode_frame(&mut buf),
+        Err(ProtoError::InvalidCode { field: "op", .. })
+    ));
+    assert_eq!(decode_frame(&mut buf).unwrap(), Some(good));
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn empty_input() {
+    assert_eq!(decode_frame(&mut BytesMut::new()).unwrap(), None);
+    assert_eq!(decode_request(Bytes::new()).unwrap_err().id, None);
+    assert!(matches!(
+        decode_response(Bytes::new()),
+        Err(ProtoError::Truncated { .. })
+    ));
+    assert!(matches!(
+        decode_invalidation(Bytes::new()),
+        Err(ProtoError::Truncated { .. })
+    ));
+    // A header declaring an empty body: no kind has an empty body.
+    for kind in [
+        FrameKind::Request,
+        FrameKind::Response,
+        FrameKind::Invalidation,
+    ] {
+        let mut buf = BodyBuilder::new().frame(kind);
+        assert!(matches!(
+            decode_frame(&mut buf),
+            Err(ProtoError::Truncated { .. })
+        ));
+    }
+}
+
+// ------------------------------------------------------------------ proptest
+
+/// Re-encoding a decoded frame gives bytes that decode to an equal frame.
+fn assert_reencodes(frame: &Frame) -> Result<(), TestCaseError> {
+    let mut buf = encode(frame);
+    prop_assert_eq!(encode_via_chunks(frame), buf.clone());
+    let again = decode_frame(&mut buf);
+    prop_assert_eq!(again.as_ref().ok().and_then(Option::as_ref), Some(frame));
+    prop_assert!(buf.is_empty());
+    Ok(())
+}
+
+/// Arbitrary bytes through every decoder: no panic, and whatever decodes re-encodes.
+fn feed(data: &[u8]) -> Result<(), TestCaseError> {
+    let mut buf = BytesMut::from(data);
+    while let Ok(Some(frame)) = decode_frame(&mut buf) {
+        assert_reencodes(&frame)?;
+    }
+    let body = Bytes::copy_from_slice(data);
+    match decode_request(body.clone()) {
+        Ok(request) => assert_reencodes(&Frame::Request(request))?,
+        Err(rejected) => prop_assert_eq!(rejected.id.is_some(), data.len() >= 8),
+    }
+    if let Ok(response) = decode_response(body.clone()) {
+        assert_reencodes(&Frame::Response(response))?;
+    }
+    if let Ok(invalidation) = decode_invalidation(body) {
+        assert_reencodes(&Frame::Invalidation(invalidation))?;
+    }
+    Ok(())
+}
+
+/// Arbitrary bytes behind a valid header of a random kind, so the body
+/// decoders see most of the input.
+fn with_header() -> impl Strategy<Value = Vec<u8>> {
+    (
+        proptest::sample::select(vec![
+            FrameKind::Request,
+            FrameKind::Response,
+            FrameKind::Invalidation,
+        ]),
+        proptest::collection::vec(any::<u8>(), 0..2048),
+    )
+        .prop_map(|(kind, body)| BodyBuilder(body).frame(kind).to_vec())
+}
+
+/// A valid frame with a few bytes overwritten, then cut short, doubled, or
+/// given extra body bytes.
+fn mutated_frame() -> impl Strategy<Value = Vec<u8>> {
+    (
+        frame_strategy(),
+        proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..4),
+        any::<proptest::sample::Index>(),
+        0u8..4,
+        proptest::collection::vec(any::<u8>(), 1..4),
+    )
+        .prop_map(|(frame, edits, cut, shape, extra)| {
+            let mut bytes = encode(&frame).to_vec();
+            // Edits anywhere: in the header they mostly make header errors, in
+            // a value or a name they often leave a frame that still decodes.
+            for (at, byte) in edits {
+                let at = at.index(bytes.len());
+                bytes[at] = byte;
+            }
+            match shape {
+                0 => bytes.truncate(cut.index(bytes.len() + 1)),
+                1 => bytes.extend_from_slice(&bytes.clone()),
+                // Extra bytes in the body, counted by the header.
+                2 if bytes.len() >= FRAME_HEADER_LEN => {
+                    bytes.extend_from_slice(&extra);
+                    let body_len = u32::try_from(bytes.len() - FRAME_HEADER_LEN).unwrap();
+                    bytes[4..8].copy_from_slice(&body_len.to_be_bytes());
+                }
+                _ => {}
+            }
+            bytes
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        feed(&data)?;
+        kv_proto::fuzzing::check_decoder(&data);
+    }
+
+    #[test]
+    fn arbitrary_bodies_never_panic(data in with_header()) {
+        feed(&data)?;
+        feed(&data[FRAME_HEADER_LEN..])?;
+        kv_proto::fuzzing::check_decoder(&data);
+    }
+
+    #[test]
+    fn mutated_frames_never_panic(data in mutated_frame()) {
+        feed(&data)?;
+        if data.len() > FRAME_HEADER_LEN {
+            feed(&data[FRAME_HEADER_LEN..])?;
+        }
+        kv_proto::fuzzing::check_decoder(&data);
+    }
+}

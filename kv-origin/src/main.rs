@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use kv_origin::{OriginConfig, OriginServer};
+use kv_runtime::cli::CommonArgs;
 use kv_runtime::config::{set, set_some};
-use kv_runtime::telemetry::{self, LogFormat};
+use kv_runtime::telemetry;
 
 /// The tierkv origin: the source of truth, over object storage.
 #[derive(Debug, Parser)]
@@ -51,22 +52,8 @@ struct Args {
     /// Retries of a failed object-store call [default: 3].
     #[arg(long, env = "TIERKV_ORIGIN_STORE_RETRIES")]
     store_retries: Option<u32>,
-    /// CA certificate (PEM) that peers' certificates must chain to.
-    #[arg(long, env = "TIERKV_ORIGIN_CA")]
-    ca: Option<PathBuf>,
-    /// This node's certificate chain (PEM).
-    #[arg(long, env = "TIERKV_ORIGIN_CERT")]
-    cert: Option<PathBuf>,
-    /// This node's private key (PEM).
-    #[arg(long, env = "TIERKV_ORIGIN_KEY")]
-    key: Option<PathBuf>,
-    /// Generate (or reuse) development certificates in DIR instead of --ca/--cert/--key
-    /// [default when none is given: ./.tierkv/certs].
-    #[arg(long, env = "TIERKV_ORIGIN_DEV_CERTS", value_name = "DIR")]
-    dev_certs: Option<PathBuf>,
-    /// Log format: text or json. The filter comes from RUST_LOG [default: text].
-    #[arg(long, env = "TIERKV_ORIGIN_LOG_FORMAT")]
-    log_format: Option<LogFormat>,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 impl Args {
@@ -82,14 +69,7 @@ impl Args {
         set(&mut store.s3_allow_http, self.s3_allow_http);
         set(&mut store.timeout_ms, self.store_timeout_ms);
         set(&mut store.retries, self.store_retries);
-        if self.ca.is_some() || self.cert.is_some() || self.key.is_some() {
-            config.tls.dev_certs = None;
-        }
-        set_some(&mut config.tls.ca, self.ca);
-        set_some(&mut config.tls.cert, self.cert);
-        set_some(&mut config.tls.key, self.key);
-        set_some(&mut config.tls.dev_certs, self.dev_certs);
-        set(&mut config.log_format, self.log_format);
+        self.common.apply(&mut config.tls, &mut config.log_format);
         config.validate()?;
         Ok(config)
     }

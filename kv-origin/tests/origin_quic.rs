@@ -592,3 +592,58 @@ async fn a_link_reconnects_after_the_server_restarts() {
     stop.send(()).unwrap();
     task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_gets_during_one_slow_store_read_make_exactly_one_read() {
+    use object_store::throttle::{ThrottleConfig, ThrottledStore};
+    // Every store read takes a second, so all 100 readers arrive while the
+    // first read is still in flight.
+    let slow = ThrottledStore::new(
+        object_store::memory::InMemory::new(),
+        ThrottleConfig {
+            wait_get_per_call: Duration::from_secs(1),
+            ..ThrottleConfig::default()
+        },
+    );
+    let store = kv_origin::Store::new(
+        std::sync::Arc::new(slow),
+        object_store::path::Path::default(),
+        true,
+        &StoreConfig::default(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dev_tls(dir.path());
+    let config = kv_origin::OriginConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: tls.clone(),
+        ..Default::default()
+    };
+    let server = kv_origin::OriginServer::bind_with_store(&config, store).unwrap();
+    let addr = server.local_addr().unwrap();
+    let node = server.origin().clone();
+    let origin = spawn_server(addr, node, move |stopped| async move {
+        server
+            .serve(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    let client = link(&tls, addr);
+    put(&client, "app", "cold", "v").await;
+    let stats = origin.node.store().stats().clone();
+    let before = stats.gets.load(Ordering::Relaxed);
+    let reads = (0..100).map(|_| {
+        let client = client.clone();
+        tokio::spawn(async move { get(&client, "app", "cold").await })
+    });
+    for read in futures::future::join_all(reads).await {
+        assert_eq!(value(&read.unwrap()), Bytes::from("v"));
+    }
+    assert_eq!(
+        stats.gets.load(Ordering::Relaxed) - before,
+        1,
+        "exactly one object-store read"
+    );
+    assert_eq!(origin.node.coalesced(), 99);
+    origin.stop().await;
+}

@@ -145,7 +145,7 @@ code_enum! {
         NotFound = 1 => "not_found",
         /// The request is malformed or breaks a rule.
         BadRequest = 2 => "bad_request",
-        /// A field exceeds its size limit.
+        /// A key, value, metadata or whole frame exceeds its size limit.
         TooLarge = 3 => "too_large",
         /// A tier or the object store could not be reached; retrying may help.
         Unavailable = 4 => "unavailable",

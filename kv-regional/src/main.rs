@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use kv_regional::{RegionalConfig, RegionalServer};
-use kv_runtime::config::{set, set_some};
-use kv_runtime::telemetry::{self, LogFormat};
+use kv_runtime::cli::CommonArgs;
+use kv_runtime::config::set;
+use kv_runtime::telemetry;
 
 /// A tierkv regional node: a memory and disk cache in front of the origin.
 #[derive(Debug, Parser)]
@@ -46,22 +47,8 @@ struct Args {
     /// Seconds a miss stays cached [default: 30].
     #[arg(long, env = "TIERKV_REGIONAL_NEGATIVE_TTL_SECS")]
     negative_ttl_secs: Option<u64>,
-    /// CA certificate (PEM) that peers' certificates must chain to.
-    #[arg(long, env = "TIERKV_REGIONAL_CA")]
-    ca: Option<PathBuf>,
-    /// This node's certificate chain (PEM).
-    #[arg(long, env = "TIERKV_REGIONAL_CERT")]
-    cert: Option<PathBuf>,
-    /// This node's private key (PEM).
-    #[arg(long, env = "TIERKV_REGIONAL_KEY")]
-    key: Option<PathBuf>,
-    /// Generate (or reuse) development certificates in DIR instead of --ca/--cert/--key
-    /// [default when none is given: ./.tierkv/certs].
-    #[arg(long, env = "TIERKV_REGIONAL_DEV_CERTS", value_name = "DIR")]
-    dev_certs: Option<PathBuf>,
-    /// Log format: text or json. The filter comes from RUST_LOG [default: text].
-    #[arg(long, env = "TIERKV_REGIONAL_LOG_FORMAT")]
-    log_format: Option<LogFormat>,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 impl Args {
@@ -76,14 +63,7 @@ impl Args {
         set(&mut config.data_dir, self.data_dir);
         set(&mut config.cache_ttl_secs, self.cache_ttl_secs);
         set(&mut config.negative_ttl_secs, self.negative_ttl_secs);
-        if self.ca.is_some() || self.cert.is_some() || self.key.is_some() {
-            config.tls.dev_certs = None;
-        }
-        set_some(&mut config.tls.ca, self.ca);
-        set_some(&mut config.tls.cert, self.cert);
-        set_some(&mut config.tls.key, self.key);
-        set_some(&mut config.tls.dev_certs, self.dev_certs);
-        set(&mut config.log_format, self.log_format);
+        self.common.apply(&mut config.tls, &mut config.log_format);
         config.validate()?;
         Ok(config)
     }

@@ -11,11 +11,12 @@
 //!   dispatches one request per stream to a [`quic::Handler`], and the client
 //!   [`quic::Link`] that keeps one reconnecting connection to a peer.
 //! - [`singleflight`]: concurrent calls for one key share one execution.
-//! - [`config`]: TOML config files for the binaries.
+//! - [`config`]: TOML config files for the binaries; [`cli`]: the flags they share.
 //! - [`telemetry`]: `tracing` subscriber set-up (`RUST_LOG`, text or JSON).
 //! - [`shutdown`]: a future that resolves on SIGINT or SIGTERM.
 //! - [`time`]: wall-clock helpers in unix seconds and milliseconds.
 
+pub mod cli;
 pub mod config;
 pub mod dev_certs;
 pub mod quic;

@@ -593,15 +593,13 @@ async fn a_link_reconnects_after_the_server_restarts() {
     task.await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_gets_during_one_slow_store_read_make_exactly_one_read() {
+/// An origin whose every store read takes `read_delay`.
+fn start_slow_origin(tls: &kv_runtime::tls::TlsConfig, read_delay: Duration) -> Running<Origin> {
     use object_store::throttle::{ThrottleConfig, ThrottledStore};
-    // Every store read takes a second, so all 100 readers arrive while the
-    // first read is still in flight.
     let slow = ThrottledStore::new(
         object_store::memory::InMemory::new(),
         ThrottleConfig {
-            wait_get_per_call: Duration::from_secs(1),
+            wait_get_per_call: read_delay,
             ..ThrottleConfig::default()
         },
     );
@@ -611,8 +609,6 @@ async fn concurrent_gets_during_one_slow_store_read_make_exactly_one_read() {
         true,
         &StoreConfig::default(),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let tls = dev_tls(dir.path());
     let config = kv_origin::OriginConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         tls: tls.clone(),
@@ -621,14 +617,23 @@ async fn concurrent_gets_during_one_slow_store_read_make_exactly_one_read() {
     let server = kv_origin::OriginServer::bind_with_store(&config, store).unwrap();
     let addr = server.local_addr().unwrap();
     let node = server.origin().clone();
-    let origin = spawn_server(addr, node, move |stopped| async move {
+    spawn_server(addr, node, move |stopped| async move {
         server
             .serve(async {
                 let _ = stopped.await;
             })
             .await;
-    });
-    let client = link(&tls, addr);
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_gets_during_one_slow_store_read_make_exactly_one_read() {
+    // Every store read takes a second, so all 100 readers arrive while the
+    // first read is still in flight.
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dev_tls(dir.path());
+    let origin = start_slow_origin(&tls, Duration::from_secs(1));
+    let client = link(&tls, origin.addr);
     put(&client, "app", "cold", "v").await;
     let stats = origin.node.store().stats().clone();
     let before = stats.gets.load(Ordering::Relaxed);
@@ -646,4 +651,42 @@ async fn concurrent_gets_during_one_slow_store_read_make_exactly_one_read() {
     );
     assert_eq!(origin.node.coalesced(), 99);
     origin.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dev_tls(dir.path());
+    let origin = start_slow_origin(&tls, Duration::from_millis(1500));
+    let client = link(&tls, origin.addr);
+    put(&client, "app", "k", "v").await;
+    let stats = origin.node.store().stats().clone();
+    let before = stats.gets.load(Ordering::Relaxed);
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        async move { get(&client, "app", "k").await }
+    });
+    // Shut down only once the read has reached the store.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stats.gets.load(Ordering::Relaxed) == before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the read never reached the store"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    origin.stop().await;
+    let answer = in_flight.await.unwrap();
+    assert_eq!(
+        value(&answer),
+        Bytes::from("v"),
+        "the in-flight read was answered"
+    );
+    // After shutdown, nothing answers.
+    let after = client
+        .request(&kv_proto::Request::new(kv_proto::Op::Get(
+            kv_proto::GetRequest::new(ns("app"), key("k")),
+        )))
+        .await;
+    assert!(after.is_err(), "a stopped origin answered: {after:?}");
 }

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kv_runtime::quic::{Connector, QuicServer, ServerError, ServerOptions, TransportOptions};
+use kv_runtime::quic::{
+    Connector, ConnectorError, QuicServer, ServerError, ServerOptions, TransportOptions,
+};
 use kv_runtime::tls::TlsError;
 
 use crate::cache::{self, CacheOptions};
@@ -21,6 +23,9 @@ pub enum StartError {
     /// The endpoint could not be bound.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The link to the origin could not be set up.
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
     /// The cache could not be opened.
     #[error("cannot open the cache: {0}")]
     Cache(#[from] foyer::Error),

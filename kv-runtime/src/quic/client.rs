@@ -61,6 +61,17 @@ impl LinkError {
     }
 }
 
+/// Why a client endpoint could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// The TLS material is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// No local UDP socket could be bound.
+    #[error("cannot bind a client UDP socket: {0}")]
+    Bind(#[source] std::io::Error),
+}
+
 /// A client endpoint with this node's identity; dials [`Link`]s.
 #[derive(Debug, Clone)]
 pub struct Connector {
@@ -69,8 +80,9 @@ pub struct Connector {
 
 impl Connector {
     /// A client endpoint on an ephemeral local port.
-    pub fn new(tls: &TlsIdentity, transport: TransportOptions) -> Result<Self, TlsError> {
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls.client_config()?)?;
+    pub fn new(tls: &TlsIdentity, transport: TransportOptions) -> Result<Self, ConnectorError> {
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls.client_config()?)
+            .map_err(TlsError::from)?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         config.transport_config(transport.to_quinn());
         let bind: SocketAddr = ([0, 0, 0, 0], 0).into();

@@ -10,6 +10,6 @@ pub mod frames;
 pub mod server;
 pub mod transport;
 
-pub use client::{Connector, Link, LinkError};
+pub use client::{Connector, ConnectorError, Link, LinkError};
 pub use server::{Handler, QuicServer, ServerError, ServerOptions};
 pub use transport::TransportOptions;

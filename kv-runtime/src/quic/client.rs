@@ -146,6 +146,16 @@ impl Link {
         self.open_connection().is_some()
     }
 
+    /// Ensures a connection is open, dialling within the link's timeout.
+    pub async fn connect(&self) -> Result<(), LinkError> {
+        let peer = self.inner.addr;
+        let timeout = self.inner.timeout;
+        tokio::time::timeout(timeout, self.connection())
+            .await
+            .map_err(|_| LinkError::Timeout { peer, timeout })?
+            .map(drop)
+    }
+
     /// Sends `request` and waits for its response, within the link's timeout
     /// (which covers dialling, when the link has to dial).
     pub async fn request(&self, request: &Request) -> Result<Response, LinkError> {

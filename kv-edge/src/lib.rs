@@ -1,0 +1,29 @@
+//! The tierkv edge: the tier next to applications.
+//!
+//! - An HTTP API ([`http`]) for get, put, delete and list.
+//! - An in-process hot cache ([`hot`]) that answers the hottest small values
+//!   without leaving the process.
+//! - Upstream routing ([`upstream`]): each key's home regional node by
+//!   rendezvous hashing over the healthy nodes, failing over to the next node
+//!   and then the origin, all over direct QUIC links.
+//! - Concurrent misses of one key make one upstream request, and a write
+//!   through an edge is visible on that edge at once ([`edge`]).
+//! - [`dev`]: the one-process local stack (origin, regional node and edge).
+//!
+//! # Layout
+//!
+//! - [`edge`]: the service; [`hot`]: the hot cache; [`upstream`]: routing.
+//! - [`http`]: routes, limits and JSON errors.
+//! - [`config`]: the service config; [`server`]: binding it; [`dev`]: the local stack.
+
+pub mod config;
+pub mod dev;
+pub mod edge;
+pub mod hot;
+pub mod http;
+pub mod server;
+pub mod upstream;
+
+pub use config::EdgeConfig;
+pub use edge::{Edge, EdgeError, Read};
+pub use server::{EdgeServer, StartError};

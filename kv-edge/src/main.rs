@@ -1,0 +1,155 @@
+//! `kv-edge`: the tierkv HTTP API.
+//!
+//! - `kv-edge dev`: the whole stack in one process on 127.0.0.1.
+//! - `kv-edge serve`: an edge in front of running regional nodes and origin.
+//!
+//! Settings come from, lowest first: built-in defaults, `--config FILE`
+//! (TOML), `TIERKV_EDGE_*` environment variables, and flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kv_edge::EdgeConfig;
+use kv_edge::dev::{DevOptions, DevStack};
+use kv_runtime::cli::CommonArgs;
+use kv_runtime::config::set;
+use kv_runtime::telemetry;
+
+/// The tierkv edge: an HTTP API with an in-process hot cache.
+#[derive(Debug, Parser)]
+#[command(name = "kv-edge", version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run origin (local files), one regional node and an edge in one process.
+    Dev {
+        /// Directory for certificates, stored values and the disk cache.
+        #[arg(long, env = "TIERKV_DEV_DATA_DIR", default_value = "./.tierkv")]
+        data_dir: PathBuf,
+        /// HTTP address of the edge.
+        #[arg(long, env = "TIERKV_DEV_HTTP", default_value = "127.0.0.1:8787")]
+        http: SocketAddr,
+        /// Log format: text or json.
+        #[arg(long, env = "TIERKV_LOG_FORMAT", default_value = "text")]
+        log_format: telemetry::LogFormat,
+    },
+    /// Run an edge in front of running regional nodes and an origin.
+    Serve(Box<ServeArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// TOML config file; flags and environment variables override it.
+    #[arg(long, env = "TIERKV_EDGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// HTTP address [default: 127.0.0.1:8787].
+    #[arg(long, env = "TIERKV_EDGE_HTTP")]
+    http: Option<SocketAddr>,
+    /// Regional nodes' QUIC addresses, comma-separated; an empty value means
+    /// none (straight to the origin) [default: 127.0.0.1:7401].
+    #[arg(long, env = "TIERKV_EDGE_REGIONALS", value_delimiter = ',', num_args = 0..)]
+    regionals: Option<Vec<SocketAddr>>,
+    /// The name regional nodes' certificates must carry [default: localhost].
+    #[arg(long, env = "TIERKV_EDGE_REGIONAL_NAME")]
+    regional_name: Option<String>,
+    /// The origin's QUIC address [default: 127.0.0.1:7400].
+    #[arg(long, env = "TIERKV_EDGE_ORIGIN")]
+    origin: Option<SocketAddr>,
+    /// The name the origin's certificate must carry [default: localhost].
+    #[arg(long, env = "TIERKV_EDGE_ORIGIN_NAME")]
+    origin_name: Option<String>,
+    /// Time limit of one upstream request, milliseconds [default: 2000].
+    #[arg(long, env = "TIERKV_EDGE_UPSTREAM_TIMEOUT_MS")]
+    upstream_timeout_ms: Option<u64>,
+    /// Seconds a failed regional node is skipped [default: 5].
+    #[arg(long, env = "TIERKV_EDGE_NODE_DOWN_SECS")]
+    node_down_secs: Option<u64>,
+    /// Hot cache capacity, MiB; 0 turns it off [default: 64].
+    #[arg(long, env = "TIERKV_EDGE_HOT_CACHE_MIB")]
+    hot_cache_mib: Option<u64>,
+    /// Largest value the hot cache admits, KiB [default: 100].
+    #[arg(long, env = "TIERKV_EDGE_HOT_MAX_VALUE_KIB")]
+    hot_max_value_kib: Option<usize>,
+    /// Seconds a value stays hot when a read names no cache TTL [default: 60].
+    #[arg(long, env = "TIERKV_EDGE_CACHE_TTL_SECS")]
+    cache_ttl_secs: Option<u64>,
+    /// Shortest cache_ttl a read may ask for, seconds [default: 30].
+    #[arg(long, env = "TIERKV_EDGE_MIN_CACHE_TTL_SECS")]
+    min_cache_ttl_secs: Option<u64>,
+    /// Shortest expiration_ttl, seconds [default: 60].
+    #[arg(long, env = "TIERKV_EDGE_MIN_EXPIRATION_TTL_SECS")]
+    min_expiration_ttl_secs: Option<u64>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> anyhow::Result<EdgeConfig> {
+        let mut config: EdgeConfig = kv_runtime::config::load_toml(self.config.as_deref())?;
+        set(&mut config.http, self.http);
+        set(&mut config.regionals, self.regionals);
+        set(&mut config.regional_name, self.regional_name);
+        set(&mut config.origin, self.origin);
+        set(&mut config.origin_name, self.origin_name);
+        set(&mut config.upstream_timeout_ms, self.upstream_timeout_ms);
+        set(&mut config.node_down_secs, self.node_down_secs);
+        set(&mut config.hot_cache_mib, self.hot_cache_mib);
+        set(&mut config.hot_max_value_kib, self.hot_max_value_kib);
+        set(&mut config.cache_ttl_secs, self.cache_ttl_secs);
+        set(&mut config.min_cache_ttl_secs, self.min_cache_ttl_secs);
+        set(
+            &mut config.min_expiration_ttl_secs,
+            self.min_expiration_ttl_secs,
+        );
+        self.common.apply(&mut config.tls, &mut config.log_format);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Args::parse().command {
+        Command::Dev {
+            data_dir,
+            http,
+            log_format,
+        } => {
+            telemetry::init(log_format);
+            let options = DevOptions {
+                data_dir: data_dir.clone(),
+                http,
+                ..DevOptions::default()
+            };
+            let stack = DevStack::start(options)
+                .await
+                .context("kv-edge dev: cannot start")?;
+            println!("tierkv dev stack ready: http://{}", stack.http);
+            println!("  data in {}; Ctrl-C to stop", data_dir.display());
+            println!(
+                "  curl -X PUT --data-binary 'hello' http://{}/v1/demo/greeting",
+                stack.http
+            );
+            println!("  curl -i http://{}/v1/demo/greeting", stack.http);
+            kv_runtime::shutdown::signal().await;
+            stack.stop().await;
+            println!("tierkv dev stack stopped");
+        }
+        Command::Serve(args) => {
+            let config = args.into_config().context("kv-edge: bad configuration")?;
+            telemetry::init(config.log_format);
+            let server = kv_edge::EdgeServer::bind(&config)
+                .await
+                .context("kv-edge: cannot start")?;
+            tracing::info!(addr = %server.local_addr()?, regionals = ?config.regionals, "kv-edge ready");
+            server.serve(kv_runtime::shutdown::signal()).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! Starting an edge from its config.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kv_runtime::quic::{Connector, ConnectorError, TransportOptions};
+use kv_runtime::tls::TlsError;
+
+use crate::config::EdgeConfig;
+use crate::edge::Edge;
+use crate::hot::HotCache;
+use crate::http::{self, ApiOptions};
+use crate::upstream::Upstream;
+
+/// Why an edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The certificates are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The upstream links could not be set up.
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    /// The HTTP address could not be bound.
+    #[error("cannot bind HTTP on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// An edge bound to its HTTP address, ready to serve.
+#[derive(Debug)]
+pub struct EdgeServer {
+    edge: Arc<Edge>,
+    listener: tokio::net::TcpListener,
+    options: ApiOptions,
+}
+
+impl EdgeServer {
+    /// Loads certificates, sets up links and binds the HTTP address.
+    pub async fn bind(config: &EdgeConfig) -> Result<Self, StartError> {
+        let tls = config.tls.load()?;
+        let connector = Connector::new(&tls, TransportOptions::default())?;
+        let timeout = Duration::from_millis(config.upstream_timeout_ms);
+        let regionals = config
+            .regionals
+            .iter()
+            .map(|addr| connector.link(*addr, config.regional_name.clone(), timeout))
+            .collect();
+        let origin = connector.link(config.origin, config.origin_name.clone(), timeout);
+        let upstream = Upstream::new(
+            regionals,
+            origin,
+            Duration::from_secs(config.node_down_secs),
+        );
+        let hot = HotCache::new(
+            config.hot_cache_mib * 1024 * 1024,
+            config.hot_max_value_kib * 1024,
+        );
+        let edge = Arc::new(Edge::new(
+            hot,
+            upstream,
+            Duration::from_secs(config.cache_ttl_secs),
+        ));
+        let listener = tokio::net::TcpListener::bind(config.http)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.http,
+                source,
+            })?;
+        let options = ApiOptions {
+            min_cache_ttl: config.min_cache_ttl_secs,
+            min_expiration_ttl: config.min_expiration_ttl_secs,
+        };
+        Ok(Self {
+            edge,
+            listener,
+            options,
+        })
+    }
+
+    /// The bound HTTP address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The edge, for its counters.
+    pub fn edge(&self) -> &Arc<Edge> {
+        &self.edge
+    }
+
+    /// Serves HTTP until `shutdown` resolves; in-flight requests finish first.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tracing::info!(addr = ?self.listener.local_addr().ok(), "serving HTTP");
+        let app = http::router(self.edge, self.options);
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        tracing::info!("HTTP server stopped");
+        Ok(())
+    }
+}

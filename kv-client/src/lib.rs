@@ -1,0 +1,410 @@
+//! An async Rust client for the tierkv HTTP API (what `kv-edge` serves).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kv_client::Error> {
+//! use kv_client::{Client, PutOptions};
+//!
+//! let kv = Client::new("http://127.0.0.1:8787")?;
+//! let version = kv.put("app", "user/1", "hello").await?;
+//! assert_eq!(kv.get("app", "user/1").await?.as_deref(), Some(&b"hello"[..]));
+//!
+//! let options = PutOptions::new().expiration_ttl(3600).metadata(serde_json::json!({"plan": "pro"}));
+//! kv.put_with("app", "user/2", "hi", &options).await?;
+//! if let Some(found) = kv.get_with_metadata("app", "user/2").await? {
+//!     println!("v{} from {} with {:?}", found.version, found.tier, found.metadata);
+//! }
+//! # let _ = version;
+//! # Ok(()) }
+//! ```
+//!
+//! Listing, one page at a time or as a stream over every page:
+//!
+//! ```no_run
+//! # async fn demo(kv: kv_client::Client) -> Result<(), kv_client::Error> {
+//! use futures::TryStreamExt;
+//!
+//! let page = kv.list("app", &kv_client::ListOptions::prefix("user/")).await?;
+//! println!("{} keys, complete: {}", page.keys.len(), page.list_complete);
+//! let every_key: Vec<_> = kv.list_all("app", "user/").try_collect().await?;
+//! # let _ = every_key;
+//! # Ok(()) }
+//! ```
+//!
+//! Connections are pooled and reused by the underlying `reqwest` client;
+//! clone a [`Client`] freely, clones share the pool.
+//!
+//! # Layout
+//!
+//! Everything is in this file: [`Client`] and its options, the returned
+//! types, and [`Error`].
+
+use bytes::Bytes;
+use futures::Stream;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+/// Characters escaped in path segments: all but the unreserved ones.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The base URL is not an http(s) URL.
+    #[error("invalid base URL {0:?}")]
+    InvalidUrl(String),
+    /// The request did not complete (connection refused, timeout, …).
+    #[error("request failed: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// The service answered with an error.
+    #[error("{status} {code}: {message}")]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The error code from the body, such as `bad_request` or `unavailable`.
+        code: String,
+        /// The error message.
+        message: String,
+    },
+    /// The answer was not what the API promises.
+    #[error("unexpected answer: {0}")]
+    Decode(String),
+}
+
+impl Error {
+    /// Whether retrying might succeed (the service or an upstream tier was unavailable).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Transport(e) => e.is_connect() || e.is_timeout(),
+            Self::Api { status, .. } => *status == 503,
+            _ => false,
+        }
+    }
+}
+
+/// A value with what the service knows about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Value {
+    /// The value.
+    pub value: Bytes,
+    /// Its version (the ETag).
+    pub version: u64,
+    /// Its metadata.
+    pub metadata: Option<serde_json::Value>,
+    /// When it expires, in unix seconds.
+    pub expiration: Option<u64>,
+    /// The tier that answered: `edge`, `regional-memory`, `regional-disk` or `origin`.
+    pub tier: String,
+}
+
+/// Options of a write.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    expiration: Option<u64>,
+    expiration_ttl: Option<u64>,
+    metadata: Option<serde_json::Value>,
+}
+
+impl PutOptions {
+    /// No expiration, no metadata.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Expire at this unix time, in seconds.
+    pub fn expiration(mut self, unix_seconds: u64) -> Self {
+        self.expiration = Some(unix_seconds);
+        self
+    }
+
+    /// Expire this many seconds from now (at least 60 by default).
+    pub fn expiration_ttl(mut self, seconds: u64) -> Self {
+        self.expiration_ttl = Some(seconds);
+        self
+    }
+
+    /// Attach JSON metadata (at most 1024 bytes serialized).
+    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+}
+
+/// Options of a LIST page.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// The cursor of the previous page.
+    pub cursor: Option<String>,
+    /// Most keys per page, 1–1000 (the service's default is 1000).
+    pub limit: Option<u16>,
+}
+
+impl ListOptions {
+    /// The first page of keys under `prefix`.
+    pub fn prefix(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// One key of a listing.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ListedKey {
+    /// The key.
+    pub name: String,
+    /// When it expires, in unix seconds.
+    pub expiration: Option<u64>,
+    /// Its metadata.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ListPage {
+    /// Keys in lexicographic order.
+    pub keys: Vec<ListedKey>,
+    /// Whether this is the last page.
+    pub list_complete: bool,
+    /// Where the next page starts.
+    pub cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Written {
+    version: u64,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+/// A client of one tierkv edge.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    /// A client of the edge at `base_url`, such as `http://127.0.0.1:8787`.
+    pub fn new(base_url: &str) -> Result<Self, Error> {
+        Self::with_http_client(base_url, reqwest::Client::new())
+    }
+
+    /// As [`Client::new`], with a `reqwest` client configured by the caller
+    /// (timeouts, pool sizes).
+    pub fn with_http_client(base_url: &str, http: reqwest::Client) -> Result<Self, Error> {
+        let base = base_url.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) || base.len() < 10 {
+            return Err(Error::InvalidUrl(base_url.to_string()));
+        }
+        Ok(Self {
+            http,
+            base: base.to_string(),
+        })
+    }
+
+    fn key_url(&self, namespace: &str, key: &str) -> String {
+        format!(
+            "{}/v1/{}/{}",
+            self.base,
+            utf8_percent_encode(namespace, SEGMENT),
+            utf8_percent_encode(key, SEGMENT)
+        )
+    }
+
+    /// Reads a value; `None` when the key does not exist.
+    pub async fn get(&self, namespace: &str, key: &str) -> Result<Option<Bytes>, Error> {
+        Ok(self
+            .get_with_metadata(namespace, key)
+            .await?
+            .map(|v| v.value))
+    }
+
+    /// Reads a value with its version, metadata, expiration and answering tier.
+    pub async fn get_with_metadata(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<Value>, Error> {
+        let response = self.http.get(self.key_url(namespace, key)).send().await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            // A missing key and an unknown route are both 404: tell them apart.
+            let body: Option<ErrorBody> = response.json().await.ok();
+            return match body {
+                Some(b) if b.error.code == "not_found" && b.error.message == "key not found" => {
+                    Ok(None)
+                }
+                Some(b) => Err(Error::Api {
+                    status: 404,
+                    code: b.error.code,
+                    message: b.error.message,
+                }),
+                None => Err(Error::Decode("404 without an error body".into())),
+            };
+        }
+        let response = check(response).await?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let version = header("etag")
+            .and_then(|e| e.trim_matches('"').parse().ok())
+            .ok_or_else(|| Error::Decode("missing or bad etag".into()))?;
+        let metadata = match header("kv-metadata") {
+            Some(text) => Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| Error::Decode(format!("kv-metadata: {e}")))?,
+            ),
+            None => None,
+        };
+        let expiration = header("kv-expiration").and_then(|e| e.parse().ok());
+        let tier = header("kv-tier").unwrap_or_default();
+        let value = response.bytes().await?;
+        Ok(Some(Value {
+            value,
+            version,
+            metadata,
+            expiration,
+            tier,
+        }))
+    }
+
+    /// Writes a value; returns its version once the origin holds it.
+    pub async fn put(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: impl Into<Bytes>,
+    ) -> Result<u64, Error> {
+        self.put_with(namespace, key, value, &PutOptions::default())
+            .await
+    }
+
+    /// Writes a value with an expiration and metadata.
+    pub async fn put_with(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: impl Into<Bytes>,
+        options: &PutOptions,
+    ) -> Result<u64, Error> {
+        let mut query = Vec::new();
+        if let Some(at) = options.expiration {
+            query.push(("expiration", at));
+        }
+        if let Some(ttl) = options.expiration_ttl {
+            query.push(("expiration_ttl", ttl));
+        }
+        let mut request = self
+            .http
+            .put(self.key_url(namespace, key))
+            .query(&query)
+            .body(value.into());
+        if let Some(metadata) = &options.metadata {
+            request = request.header("kv-metadata", metadata.to_string());
+        }
+        let response = check(request.send().await?).await?;
+        let written: Written = response
+            .json()
+            .await
+            .map_err(|e| Error::Decode(e.to_string()))?;
+        Ok(written.version)
+    }
+
+    /// Deletes a key (deleting a missing key succeeds).
+    pub async fn delete(&self, namespace: &str, key: &str) -> Result<(), Error> {
+        check(
+            self.http
+                .delete(self.key_url(namespace, key))
+                .send()
+                .await?,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// One page of the keys of `namespace`.
+    pub async fn list(&self, namespace: &str, options: &ListOptions) -> Result<ListPage, Error> {
+        let mut query = vec![("prefix", options.prefix.clone())];
+        if let Some(cursor) = &options.cursor {
+            query.push(("cursor", cursor.clone()));
+        }
+        if let Some(limit) = options.limit {
+            query.push(("limit", limit.to_string()));
+        }
+        let url = format!(
+            "{}/v1/{}",
+            self.base,
+            utf8_percent_encode(namespace, SEGMENT)
+        );
+        let response = check(self.http.get(url).query(&query).send().await?).await?;
+        response
+            .json()
+            .await
+            .map_err(|e| Error::Decode(e.to_string()))
+    }
+
+    /// Every key under `prefix`, page after page.
+    pub fn list_all<'a>(
+        &'a self,
+        namespace: &'a str,
+        prefix: &'a str,
+    ) -> impl Stream<Item = Result<ListedKey, Error>> + 'a {
+        let first = Some(ListOptions::prefix(prefix));
+        let pages = futures::stream::try_unfold(first, move |next| async move {
+            let Some(options) = next else {
+                return Ok::<_, Error>(None);
+            };
+            let page = self.list(namespace, &options).await?;
+            let following = match (page.list_complete, page.cursor.clone()) {
+                (false, Some(cursor)) => Some(ListOptions {
+                    cursor: Some(cursor),
+                    ..options
+                }),
+                _ => None,
+            };
+            Ok(Some((
+                futures::stream::iter(page.keys.into_iter().map(Ok)),
+                following,
+            )))
+        });
+        futures::TryStreamExt::try_flatten(pages)
+    }
+}
+
+/// Passes a successful response through; turns an error answer into [`Error::Api`].
+async fn check(response: reqwest::Response) -> Result<reqwest::Response, Error> {
+    let status = response.status();
+    if status.is_success() || status == StatusCode::NOT_MODIFIED {
+        return Ok(response);
+    }
+    let text = response.text().await.unwrap_or_default();
+    let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => (body.error.code, body.error.message),
+        Err(_) => ("unknown".to_string(), text),
+    };
+    Err(Error::Api {
+        status: status.as_u16(),
+        code,
+        message,
+    })
+}

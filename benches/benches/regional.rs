@@ -162,15 +162,9 @@ fn bench_memory_get(c: &mut Criterion, runtime: &Runtime, stack: &Stack) {
     group.finish();
 }
 
-/// The nearest-rank percentile `p` (0 < p <= 100) of sorted samples.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// `n` sequential GETs timed one by one; prints their distribution.
 fn latency_distribution(runtime: &Runtime, stack: &Stack, n: usize) {
-    let mut latencies = runtime.block_on(async {
+    let latencies = runtime.block_on(async {
         let mut latencies = Vec::with_capacity(n);
         for _ in 0..n {
             let started = Instant::now();
@@ -185,17 +179,9 @@ fn latency_distribution(runtime: &Runtime, stack: &Stack, n: usize) {
         }
         latencies
     });
-    latencies.sort_unstable();
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
-        "regional_memory_get_quic: n={} p50={:.1} µs p90={:.1} µs p99={:.1} µs \
-         p99.9={:.1} µs max={:.1} µs",
-        latencies.len(),
-        us(percentile(&latencies, 50.0)),
-        us(percentile(&latencies, 90.0)),
-        us(percentile(&latencies, 99.0)),
-        us(percentile(&latencies, 99.9)),
-        us(*latencies.last().expect("at least one sample")),
+        "{}",
+        benches::summary("regional_memory_get_quic", latencies)
     );
 }
 
@@ -212,15 +198,8 @@ fn main() {
     bench_memory_get(&mut criterion, &runtime, &stack);
     criterion.final_summary();
 
-    // Under `cargo bench` (which passes `--bench`) this takes the full 10,000
-    // samples; under `cargo test --benches` only a smoke-test's worth.
-    let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--list") {
-        let n = if args.iter().any(|a| a == "--bench") {
-            SEQUENTIAL_REQUESTS
-        } else {
-            100
-        };
+    let n = benches::sample_count(SEQUENTIAL_REQUESTS);
+    if n > 0 {
         latency_distribution(&runtime, &stack, n);
     }
 

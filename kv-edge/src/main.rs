@@ -53,8 +53,8 @@ struct ServeArgs {
     http: Option<SocketAddr>,
     /// Regional nodes' QUIC addresses, comma-separated; an empty value means
     /// none (straight to the origin) [default: 127.0.0.1:7401].
-    #[arg(long, env = "TIERKV_EDGE_REGIONALS", value_delimiter = ',', num_args = 0..)]
-    regionals: Option<Vec<SocketAddr>>,
+    #[arg(long, env = "TIERKV_EDGE_REGIONALS", value_delimiter = ',', num_args = 0.., value_parser = regional_addr)]
+    regionals: Option<Vec<Option<SocketAddr>>>,
     /// The name regional nodes' certificates must carry [default: localhost].
     #[arg(long, env = "TIERKV_EDGE_REGIONAL_NAME")]
     regional_name: Option<String>,
@@ -93,7 +93,11 @@ impl ServeArgs {
     fn into_config(self) -> anyhow::Result<EdgeConfig> {
         let mut config: EdgeConfig = kv_runtime::config::load_toml(self.config.as_deref())?;
         set(&mut config.http, self.http);
-        set(&mut config.regionals, self.regionals);
+        set(
+            &mut config.regionals,
+            self.regionals
+                .map(|addrs| addrs.into_iter().flatten().collect()),
+        );
         set(&mut config.regional_name, self.regional_name);
         set(&mut config.origin, self.origin);
         set(&mut config.origin_name, self.origin_name);
@@ -110,6 +114,14 @@ impl ServeArgs {
         self.common.apply(&mut config.tls, &mut config.log_format);
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// A regional address; an empty one (`--regionals ''`) stands for none.
+fn regional_addr(text: &str) -> Result<Option<SocketAddr>, String> {
+    match text.trim() {
+        "" => Ok(None),
+        addr => addr.parse().map(Some).map_err(|e| format!("{addr:?}: {e}")),
     }
 }
 

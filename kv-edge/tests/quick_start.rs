@@ -155,6 +155,7 @@ fn serve_help_documents_every_option_and_bad_configs_fail() {
         (vec!["--upstream-timeout-ms", "0"], "upstream_timeout_ms"),
         (vec!["--hot-max-value-kib", "99999999"], "hot_max_value_kib"),
         (vec!["--regionals", "nowhere"], "invalid value"),
+        (vec!["--regionals", "127.0.0.1:1,nowhere"], "invalid value"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_kv-edge"))
             .arg("serve")

@@ -72,6 +72,46 @@ impl Fixture {
     }
 }
 
+/// An extra edge on an ephemeral port, with `certs` and the given settings.
+struct ExtraEdge {
+    addr: SocketAddr,
+    edge: std::sync::Arc<kv_edge::Edge>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl ExtraEdge {
+    async fn start(certs: &std::path::Path, config: EdgeConfig) -> Self {
+        let tls = kv_runtime::tls::TlsConfig {
+            dev_certs: Some(certs.join("certs")),
+            ..Default::default()
+        };
+        let config = EdgeConfig {
+            http: "127.0.0.1:0".parse().unwrap(),
+            tls,
+            ..config
+        };
+        let server = kv_edge::EdgeServer::bind(&config).await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let edge = server.edge().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            edge,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
 }
@@ -193,23 +233,16 @@ async fn the_answering_tier_moves_from_origin_to_regional_memory_to_edge() {
     let f = stack().await;
     // A second edge, sharing the regional node and origin, writes the value,
     // so this edge's hot cache is cold while the regional node is warm.
-    let writer_edge = kv_edge::EdgeServer::bind(&EdgeConfig {
-        http: "127.0.0.1:0".parse().unwrap(),
-        regionals: vec![f.stack.regional],
-        origin: f.stack.origin,
-        tls: kv_runtime::tls::TlsConfig {
-            dev_certs: Some(f._dir.path().join("certs")),
-            ..Default::default()
+    let writer = ExtraEdge::start(
+        f._dir.path(),
+        EdgeConfig {
+            regionals: vec![f.stack.regional],
+            origin: f.stack.origin,
+            ..EdgeConfig::default()
         },
-        ..EdgeConfig::default()
-    })
-    .await
-    .unwrap();
-    let writer_addr = writer_edge.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let writer = tokio::spawn(writer_edge.serve(async {
-        let _ = stopped.await;
-    }));
+    )
+    .await;
+    let writer_addr = writer.addr;
 
     // Written at the origin only: straight through a no-regional edge path is
     // not needed; a direct origin write keeps every cache cold.
@@ -247,8 +280,7 @@ async fn the_answering_tier_moves_from_origin_to_regional_memory_to_edge() {
     let second = f.get("/v1/app/tiered").await;
     assert_eq!(tier(&second).as_deref(), Some("edge"));
     assert_eq!(second.text().await.unwrap(), "v");
-    stop.send(()).unwrap();
-    writer.await.unwrap().unwrap();
+    writer.stop().await;
     f.stack.stop().await;
 }
 
@@ -451,24 +483,17 @@ async fn every_limit_and_bad_input_gets_a_json_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_cold_reads_make_one_origin_read() {
     let f = stack().await;
-    let origin_writer = kv_edge::EdgeServer::bind(&EdgeConfig {
-        http: "127.0.0.1:0".parse().unwrap(),
-        regionals: vec![],
-        origin: f.stack.origin,
-        hot_cache_mib: 0,
-        tls: kv_runtime::tls::TlsConfig {
-            dev_certs: Some(f._dir.path().join("certs")),
-            ..Default::default()
+    let writer = ExtraEdge::start(
+        f._dir.path(),
+        EdgeConfig {
+            regionals: vec![],
+            origin: f.stack.origin,
+            hot_cache_mib: 0,
+            ..EdgeConfig::default()
         },
-        ..EdgeConfig::default()
-    })
-    .await
-    .unwrap();
-    let writer_addr: SocketAddr = origin_writer.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let writer = tokio::spawn(origin_writer.serve(async {
-        let _ = stopped.await;
-    }));
+    )
+    .await;
+    let writer_addr = writer.addr;
     let put = f
         .http
         .put(format!("http://{writer_addr}/v1/app/cold"))
@@ -498,8 +523,7 @@ async fn a_thousand_concurrent_cold_reads_make_one_origin_read() {
         f.stack.edge.stats().upstream_reads.load(Ordering::Relaxed),
         1
     );
-    stop.send(()).unwrap();
-    writer.await.unwrap().unwrap();
+    writer.stop().await;
     f.stack.stop().await;
 }
 
@@ -510,24 +534,17 @@ async fn with_no_tier_reachable_the_edge_answers_503_within_its_timeout() {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.local_addr().unwrap()
     };
-    let edge = kv_edge::EdgeServer::bind(&EdgeConfig {
-        http: "127.0.0.1:0".parse().unwrap(),
-        regionals: vec![closed],
-        origin: closed,
-        upstream_timeout_ms: 500,
-        tls: kv_runtime::tls::TlsConfig {
-            dev_certs: Some(dir.path().join("certs")),
-            ..Default::default()
+    let edge = ExtraEdge::start(
+        dir.path(),
+        EdgeConfig {
+            regionals: vec![closed],
+            origin: closed,
+            upstream_timeout_ms: 500,
+            ..EdgeConfig::default()
         },
-        ..EdgeConfig::default()
-    })
-    .await
-    .unwrap();
-    let addr = edge.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(edge.serve(async {
-        let _ = stopped.await;
-    }));
+    )
+    .await;
+    let addr = edge.addr;
     let http = reqwest::Client::new();
     for (method, path) in [
         ("GET", "/v1/app/k"),
@@ -564,8 +581,7 @@ async fn with_no_tier_reachable_the_edge_answers_503_within_its_timeout() {
             .status(),
         StatusCode::OK
     );
-    stop.send(()).unwrap();
-    task.await.unwrap().unwrap();
+    edge.stop().await;
 }
 
 /// Sends a PUT's headers declaring `content_length` bytes but no body, and
@@ -617,23 +633,19 @@ async fn a_regional_node_stopped_mid_test_costs_no_failed_reads() {
         let _ = second_stopped.await;
     }));
     // An edge over both, with its hot cache off so every read goes upstream.
-    let edge = kv_edge::EdgeServer::bind(&EdgeConfig {
-        http: "127.0.0.1:0".parse().unwrap(),
-        regionals: vec![f.stack.regional, second_addr],
-        origin: f.stack.origin,
-        hot_cache_mib: 0,
-        upstream_timeout_ms: 1_000,
-        tls,
-        ..EdgeConfig::default()
-    })
-    .await
-    .unwrap();
-    let edge_addr = edge.local_addr().unwrap();
-    let routing = edge.edge().clone();
-    let (stop_edge, edge_stopped) = tokio::sync::oneshot::channel::<()>();
-    let edge_task = tokio::spawn(edge.serve(async {
-        let _ = edge_stopped.await;
-    }));
+    let edge = ExtraEdge::start(
+        f._dir.path(),
+        EdgeConfig {
+            regionals: vec![f.stack.regional, second_addr],
+            origin: f.stack.origin,
+            hot_cache_mib: 0,
+            upstream_timeout_ms: 1_000,
+            ..EdgeConfig::default()
+        },
+    )
+    .await;
+    let edge_addr = edge.addr;
+    let routing = edge.edge.clone();
     let url = |k: &str| format!("http://{edge_addr}/v1/app/{k}");
 
     let keys: Vec<String> = (0..40).map(|i| format!("spread-{i}")).collect();
@@ -675,7 +687,6 @@ async fn a_regional_node_stopped_mid_test_costs_no_failed_reads() {
         routing.upstream().home("app/spread-0").as_deref(),
         Some(f.stack.regional.to_string().as_str())
     );
-    stop_edge.send(()).unwrap();
-    edge_task.await.unwrap().unwrap();
+    edge.stop().await;
     f.stack.stop().await;
 }

@@ -134,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
             log_format,
         } => {
             telemetry::init(log_format);
+            let shutdown = kv_runtime::shutdown::signal();
             let options = DevOptions {
                 data_dir: data_dir.clone(),
                 http,
@@ -149,18 +150,19 @@ async fn main() -> anyhow::Result<()> {
                 stack.http
             );
             println!("  curl -i http://{}/v1/demo/greeting", stack.http);
-            kv_runtime::shutdown::signal().await;
+            shutdown.await;
             stack.stop().await;
             println!("tierkv dev stack stopped");
         }
         Command::Serve(args) => {
             let config = args.into_config().context("kv-edge: bad configuration")?;
             telemetry::init(config.log_format);
+            let shutdown = kv_runtime::shutdown::signal();
             let server = kv_edge::EdgeServer::bind(&config)
                 .await
                 .context("kv-edge: cannot start")?;
             tracing::info!(addr = %server.local_addr()?, regionals = ?config.regionals, "kv-edge ready");
-            server.serve(kv_runtime::shutdown::signal()).await?;
+            server.serve(shutdown).await?;
         }
     }
     Ok(())

@@ -81,8 +81,9 @@ async fn main() -> anyhow::Result<()> {
         .into_config()
         .context("kv-origin: bad configuration")?;
     telemetry::init(config.log_format);
+    let shutdown = kv_runtime::shutdown::signal();
     let server = OriginServer::bind(&config).context("kv-origin: cannot start")?;
     tracing::info!(addr = %server.local_addr()?, store = %config.store.url, "kv-origin ready");
-    server.serve(kv_runtime::shutdown::signal()).await;
+    server.serve(shutdown).await;
     Ok(())
 }

@@ -4,9 +4,8 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
 
-use support::{run_briefly, run_until_sigterm};
+use support::{assert_refused, run_until_sigterm};
 
 fn origin() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kv-origin"));
@@ -112,13 +111,7 @@ fn bad_configs_exit_nonzero_with_a_clear_message() {
         if !args.contains(&"--listen".to_string()) {
             command.args(["--listen", "127.0.0.1:0"]);
         }
-        let out = run_briefly(command, Duration::from_secs(20));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} was accepted");
-        assert!(
-            stderr.contains(expected),
-            "{args:?}: expected {expected:?} in {stderr}"
-        );
+        assert_refused(command, expected);
     }
 }
 

@@ -614,16 +614,7 @@ fn start_slow_origin(tls: &kv_runtime::tls::TlsConfig, read_delay: Duration) -> 
         tls: tls.clone(),
         ..Default::default()
     };
-    let server = kv_origin::OriginServer::bind_with_store(&config, store).unwrap();
-    let addr = server.local_addr().unwrap();
-    let node = server.origin().clone();
-    spawn_server(addr, node, move |stopped| async move {
-        server
-            .serve(async {
-                let _ = stopped.await;
-            })
-            .await;
-    })
+    serve_origin(kv_origin::OriginServer::bind_with_store(&config, store).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

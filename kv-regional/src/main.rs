@@ -75,10 +75,11 @@ async fn main() -> anyhow::Result<()> {
         .into_config()
         .context("kv-regional: bad configuration")?;
     telemetry::init(config.log_format);
+    let shutdown = kv_runtime::shutdown::signal();
     let server = RegionalServer::bind(&config)
         .await
         .context("kv-regional: cannot start")?;
     tracing::info!(addr = %server.local_addr()?, origin = %config.origin, "kv-regional ready");
-    server.serve(kv_runtime::shutdown::signal()).await;
+    server.serve(shutdown).await;
     Ok(())
 }

@@ -5,9 +5,8 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
 
-use support::{run_briefly, run_until_sigterm};
+use support::{assert_refused, run_until_sigterm};
 
 fn regional(dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kv-regional"));
@@ -61,13 +60,7 @@ fn bad_configs_exit_nonzero_with_a_clear_message() {
     for (args, expected) in cases {
         let mut command = regional(dir.path());
         command.args(["--listen", "127.0.0.1:0"]).args(args);
-        let out = run_briefly(command, Duration::from_secs(20));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} was accepted");
-        assert!(
-            stderr.contains(expected),
-            "{args:?}: expected {expected:?} in {stderr}"
-        );
+        assert_refused(command, expected);
     }
 }
 

@@ -81,7 +81,11 @@ pub fn start_origin(tls: &TlsConfig, store: StoreConfig) -> Running<Origin> {
         tls: tls.clone(),
         ..OriginConfig::default()
     };
-    let server = OriginServer::bind(&config).expect("origin starts");
+    serve_origin(OriginServer::bind(&config).expect("origin starts"))
+}
+
+/// Serves a bound origin on the test runtime.
+pub fn serve_origin(server: OriginServer) -> Running<Origin> {
     let addr = server.local_addr().unwrap();
     let node = server.origin().clone();
     spawn_server(addr, node, move |stopped| async move {
@@ -329,6 +333,19 @@ pub fn run_briefly(mut command: Command, timeout: Duration) -> std::process::Out
             panic!("still running after {timeout:?}: a bad config was accepted");
         }
     }
+}
+
+/// Runs `command`, which must refuse its configuration: exit non-zero
+/// (within 20 s) with `expected` in its stderr.
+pub fn assert_refused(command: Command, expected: &str) {
+    let what = format!("{:?}", command.get_args().collect::<Vec<_>>());
+    let out = run_briefly(command, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what} was accepted");
+    assert!(
+        stderr.contains(expected),
+        "{what}: expected {expected:?} in {stderr}"
+    );
 }
 
 /// Starts `command`, waits for a stderr line containing `ready`, sends

@@ -131,12 +131,33 @@ impl Edge {
                 cache_ttl,
             }),
         };
+        // The flight fills the hot cache before it completes, so a read that
+        // arrives just after the flight is gone finds the value there rather
+        // than starting a second upstream request.
         let upstream = self.upstream.clone();
-        let routing = ck.clone();
+        let hot = self.hot.clone();
+        let recent_writes = self.recent_writes.clone();
+        let ttl = cache_ttl.map_or(self.default_cache_ttl, |s| Duration::from_secs(s.into()));
         let (result, role) = self
             .reads
             .run(ck.clone(), move || async move {
-                fetch(&upstream, &routing, &request).await
+                let response = fetch(&upstream, &ck, &request).await?;
+                if let (Status::Ok, Body::Entry(entry)) = (response.status, &response.body)
+                    && hot.admits(entry.value.len())
+                    // A write that landed meanwhile has already cached something newer.
+                    && recent_writes.get(&ck).is_none_or(|w| entry.version >= w)
+                {
+                    let fresh_until_ms = fresh_until(ttl, entry.expiration);
+                    hot.insert(
+                        ck,
+                        HotEntry {
+                            entry: entry.clone(),
+                            fresh_until_ms,
+                        },
+                    )
+                    .await;
+                }
+                Ok(response)
             })
             .await;
         if role == Role::Follower {
@@ -147,26 +168,10 @@ impl Edge {
         let response = result.map_err(|e| EdgeError::Unavailable(e.to_string()))??;
         let tier = response.tier.unwrap_or(Tier::Origin);
         match (response.status, response.body) {
-            (Status::Ok, Body::Entry(entry)) => {
-                if role == Role::Leader && self.hot.admits(entry.value.len()) {
-                    let ttl =
-                        cache_ttl.map_or(self.default_cache_ttl, |s| Duration::from_secs(s.into()));
-                    let fresh_until_ms = fresh_until(ttl, entry.expiration);
-                    self.hot
-                        .insert(
-                            ck,
-                            HotEntry {
-                                entry: entry.clone(),
-                                fresh_until_ms,
-                            },
-                        )
-                        .await;
-                }
-                Ok(Read {
-                    entry: Some(entry),
-                    tier,
-                })
-            }
+            (Status::Ok, Body::Entry(entry)) => Ok(Read {
+                entry: Some(entry),
+                tier,
+            }),
             (Status::NotFound, _) => Ok(Read { entry: None, tier }),
             (status, body) => Err(upstream_error(status, body)),
         }

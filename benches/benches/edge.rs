@@ -34,11 +34,7 @@ async fn http_hit(client: &reqwest::Client, url: &str) {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = benches::runtime();
     let dir = tempfile::tempdir().expect("a temp dir");
     let options = DevOptions {
         data_dir: dir.path().to_path_buf(),

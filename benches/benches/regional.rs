@@ -186,11 +186,7 @@ fn latency_distribution(runtime: &Runtime, stack: &Stack, n: usize) {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = benches::runtime();
     let stack = runtime.block_on(Stack::start());
     runtime.block_on(stack.warm());
 

@@ -3,6 +3,16 @@
 
 use std::time::Duration;
 
+/// The runtime every bench runs its servers and clients on: 2 workers, as
+/// on the 2-core machines the figures are quoted from.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 /// The nearest-rank percentile `p` (0 < p <= 100) of sorted samples.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {

@@ -5,7 +5,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{assert_refused, run_until_sigterm};
+use support::{assert_help_lists, assert_refused, run_until_sigterm};
 
 fn origin() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kv-origin"));
@@ -17,28 +17,26 @@ fn origin() -> Command {
 
 #[test]
 fn help_documents_every_option() {
-    let out = origin().arg("--help").output().unwrap();
-    assert!(out.status.success());
-    let help = String::from_utf8(out.stdout).unwrap();
-    for flag in [
-        "--config",
-        "--listen",
-        "--store",
-        "--s3-endpoint",
-        "--s3-region",
-        "--s3-access-key-id",
-        "--s3-secret-access-key",
-        "--s3-allow-http",
-        "--store-timeout-ms",
-        "--store-retries",
-        "--ca",
-        "--cert",
-        "--key",
-        "--dev-certs",
-        "--log-format",
-    ] {
-        assert!(help.contains(flag), "--help lacks {flag}");
-    }
+    let help = assert_help_lists(
+        origin(),
+        &[
+            "--config",
+            "--listen",
+            "--store",
+            "--s3-endpoint",
+            "--s3-region",
+            "--s3-access-key-id",
+            "--s3-secret-access-key",
+            "--s3-allow-http",
+            "--store-timeout-ms",
+            "--store-retries",
+            "--ca",
+            "--cert",
+            "--key",
+            "--dev-certs",
+            "--log-format",
+        ],
+    );
     assert!(
         help.contains("TIERKV_ORIGIN_STORE"),
         "--help names the environment variables"

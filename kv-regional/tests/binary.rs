@@ -6,7 +6,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{assert_refused, run_until_sigterm};
+use support::{assert_help_lists, assert_refused, run_until_sigterm};
 
 fn regional(dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kv-regional"));
@@ -22,28 +22,26 @@ fn regional(dir: &std::path::Path) -> Command {
 #[test]
 fn help_documents_every_option() {
     let dir = tempfile::tempdir().unwrap();
-    let out = regional(dir.path()).arg("--help").output().unwrap();
-    assert!(out.status.success());
-    let help = String::from_utf8(out.stdout).unwrap();
-    for flag in [
-        "--config",
-        "--listen",
-        "--origin",
-        "--origin-name",
-        "--origin-timeout-ms",
-        "--memory-mib",
-        "--disk-mib",
-        "--data-dir",
-        "--cache-ttl-secs",
-        "--negative-ttl-secs",
-        "--ca",
-        "--cert",
-        "--key",
-        "--dev-certs",
-        "--log-format",
-    ] {
-        assert!(help.contains(flag), "--help lacks {flag}");
-    }
+    let help = assert_help_lists(
+        regional(dir.path()),
+        &[
+            "--config",
+            "--listen",
+            "--origin",
+            "--origin-name",
+            "--origin-timeout-ms",
+            "--memory-mib",
+            "--disk-mib",
+            "--data-dir",
+            "--cache-ttl-secs",
+            "--negative-ttl-secs",
+            "--ca",
+            "--cert",
+            "--key",
+            "--dev-certs",
+            "--log-format",
+        ],
+    );
     assert!(help.contains("TIERKV_REGIONAL_DISK_MIB"));
 }
 

@@ -335,6 +335,17 @@ pub fn run_briefly(mut command: Command, timeout: Duration) -> std::process::Out
     }
 }
 
+/// Runs `command --help` and checks that it lists every one of `flags`.
+pub fn assert_help_lists(mut command: Command, flags: &[&str]) -> String {
+    let out = command.arg("--help").output().unwrap();
+    assert!(out.status.success(), "--help failed");
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in flags {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    help
+}
+
 /// Runs `command`, which must refuse its configuration: exit non-zero
 /// (within 20 s) with `expected` in its stderr.
 pub fn assert_refused(command: Command, expected: &str) {

@@ -1,13 +1,19 @@
-//! A regional GET answered from memory, over QUIC on loopback: one client,
-//! sequential requests, against an in-process origin (`memory:///` store) and
-//! regional node with dev certificates (mutual TLS).
+//! A regional GET answered from memory, and one answered from disk, over
+//! QUIC on loopback: one client, sequential requests, against an in-process
+//! origin (`memory:///` store) and regional node with dev certificates
+//! (mutual TLS).
 //!
-//! - `regional/memory_get_quic_1KiB`: criterion's figures.
+//! - `regional/memory_get_quic_1KiB`: one key, always in the memory tier.
+//! - `regional/disk_get_quic_4KiB`: a regional node with a 1 MiB memory tier
+//!   and 8,192 keys of 4 KiB (32 MiB) on its disk tier, read in a cycle, so
+//!   that every read has left memory long before it comes round again.
 //! - After criterion, the latency distribution of 10,000 sequential requests
-//!   (p50, p90, p99, p99.9, max) is printed to stdout, outside criterion's
-//!   statistics.
+//!   of each (p50, p90, p99, p99.9, max) is printed to stdout, outside
+//!   criterion's statistics, with the share of disk reads that the disk
+//!   tier really answered.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,6 +31,9 @@ const NAMESPACE: &str = "bench";
 const KEY: &str = "hot/key";
 const VALUE_LEN: usize = 1024;
 const SEQUENTIAL_REQUESTS: usize = 10_000;
+/// The disk bench's keyspace: 32 MiB against a 1 MiB memory tier.
+const DISK_KEYS: usize = 8_192;
+const DISK_VALUE_LEN: usize = 4 * 1024;
 
 /// An origin and a regional node on loopback, and a client link to the regional.
 struct Stack {
@@ -37,8 +46,9 @@ struct Stack {
 }
 
 impl Stack {
-    /// Starts both servers on the current runtime and links to the regional.
-    async fn start() -> Self {
+    /// Starts both servers on the current runtime and links to the regional,
+    /// whose tiers get `memory_mib` and `disk_mib`.
+    async fn start(memory_mib: usize, disk_mib: usize) -> Self {
         let dir = tempfile::tempdir().expect("a temp dir");
         let tls = TlsConfig {
             dev_certs: Some(dir.path().join("certs")),
@@ -66,8 +76,8 @@ impl Stack {
             listen: loopback,
             origin: origin_addr,
             data_dir: dir.path().join("regional"),
-            memory_mib: 64,
-            disk_mib: 64,
+            memory_mib,
+            disk_mib,
             tls: tls.clone(),
             ..RegionalConfig::default()
         })
@@ -125,6 +135,30 @@ impl Stack {
         }
     }
 
+    /// Writes the disk bench's keys through the regional node, then reads
+    /// them all once, so that each has gone through memory to disk.
+    async fn fill_disk(&self) -> Vec<Request> {
+        let value = Bytes::from(vec![0x5a; DISK_VALUE_LEN]);
+        let mut gets = Vec::with_capacity(DISK_KEYS);
+        for i in 0..DISK_KEYS {
+            let key = Key::new(format!("disk/{i:05}")).expect("a valid key");
+            let put = PutRequest::new(namespace(), key.clone(), value.clone())
+                .expect("a value within limits");
+            let written = self
+                .link
+                .request(&Request::new(Op::Put(put)))
+                .await
+                .expect("the PUT is answered");
+            assert_eq!(written.status, Status::Ok, "a PUT failed: {written:?}");
+            gets.push(Request::new(Op::Get(GetRequest::new(namespace(), key))));
+        }
+        for get in &gets {
+            let got = self.link.request(get).await.expect("the GET is answered");
+            assert_eq!(got.status, Status::Ok, "a warm-up GET failed: {got:?}");
+        }
+        gets
+    }
+
     /// Signals both servers to stop and waits for them to finish.
     async fn stop(self) {
         drop(self.link);
@@ -162,42 +196,94 @@ fn bench_memory_get(c: &mut Criterion, runtime: &Runtime, stack: &Stack) {
     group.finish();
 }
 
-/// `n` sequential GETs timed one by one; prints their distribution.
-fn latency_distribution(runtime: &Runtime, stack: &Stack, n: usize) {
-    let latencies = runtime.block_on(async {
-        let mut latencies = Vec::with_capacity(n);
-        for _ in 0..n {
-            let started = Instant::now();
-            let response = stack.link.request(&stack.get).await.expect("answered");
-            latencies.push(started.elapsed());
-            assert!(
-                response.status == Status::Ok && response.tier == Some(Tier::RegionalMemory),
-                "a GET was not a regional memory hit: {:?} {:?}",
-                response.status,
-                response.tier
-            );
-        }
-        latencies
+/// Criterion's figures for disk reads: each iteration reads the next key of
+/// the cycle.
+fn bench_disk_get(c: &mut Criterion, runtime: &Runtime, stack: &Stack, gets: &[Request]) {
+    let next = AtomicUsize::new(0);
+    let mut group = c.benchmark_group("regional");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("disk_get_quic_4KiB", |b| {
+        b.to_async(runtime).iter(|| async {
+            let get = &gets[next.fetch_add(1, Ordering::Relaxed) % gets.len()];
+            let response = stack.link.request(get).await.expect("answered");
+            assert!(response.status == Status::Ok, "GET failed");
+            response
+        })
     });
+    group.finish();
+}
+
+/// `n` sequential GETs cycling over `gets`, timed one by one; prints their
+/// distribution and returns how many each tier answered.
+fn latency_distribution(
+    runtime: &Runtime,
+    stack: &Stack,
+    name: &str,
+    gets: &[Request],
+    n: usize,
+) -> Vec<(Option<Tier>, usize)> {
+    let (latencies, tiers) = runtime.block_on(async {
+        let mut latencies = Vec::with_capacity(n);
+        let mut tiers: Vec<(Option<Tier>, usize)> = Vec::new();
+        for get in gets.iter().cycle().take(n) {
+            let started = Instant::now();
+            let response = stack.link.request(get).await.expect("answered");
+            latencies.push(started.elapsed());
+            assert!(response.status == Status::Ok, "a GET failed: {response:?}");
+            match tiers.iter_mut().find(|(t, _)| *t == response.tier) {
+                Some((_, count)) => *count += 1,
+                None => tiers.push((response.tier, 1)),
+            }
+        }
+        (latencies, tiers)
+    });
+    println!("{}", benches::summary(name, latencies));
+    tiers
+}
+
+/// Panics unless `tier` answered nearly all of `tiers`: the bench would not
+/// measure what its name says.
+fn assert_answered_by(tier: Tier, tiers: &[(Option<Tier>, usize)]) {
+    let total: usize = tiers.iter().map(|(_, n)| n).sum();
+    let hits = tiers
+        .iter()
+        .find(|(t, _)| *t == Some(tier))
+        .map_or(0, |(_, n)| *n);
     println!(
-        "{}",
-        benches::summary("regional_memory_get_quic", latencies)
+        "  answered by {}: {hits} of {total} ({:.1}%)",
+        tier.as_str(),
+        100.0 * hits as f64 / total.max(1) as f64
+    );
+    assert!(
+        hits * 100 >= total * 95,
+        "only {hits} of {total} reads came from {}: {tiers:?}",
+        tier.as_str()
     );
 }
 
 fn main() {
     let runtime = benches::runtime();
-    let stack = runtime.block_on(Stack::start());
-    runtime.block_on(stack.warm());
-
     let mut criterion = Criterion::default().configure_from_args();
-    bench_memory_get(&mut criterion, &runtime, &stack);
-    criterion.final_summary();
-
     let n = benches::sample_count(SEQUENTIAL_REQUESTS);
-    if n > 0 {
-        latency_distribution(&runtime, &stack, n);
-    }
 
-    runtime.block_on(stack.stop());
+    let memory = runtime.block_on(Stack::start(64, 64));
+    runtime.block_on(memory.warm());
+    bench_memory_get(&mut criterion, &runtime, &memory);
+    if n > 0 {
+        let gets = [memory.get.clone()];
+        let tiers = latency_distribution(&runtime, &memory, "regional_memory_get_quic", &gets, n);
+        assert_answered_by(Tier::RegionalMemory, &tiers);
+    }
+    runtime.block_on(memory.stop());
+
+    let disk = runtime.block_on(Stack::start(1, 128));
+    let gets = runtime.block_on(disk.fill_disk());
+    bench_disk_get(&mut criterion, &runtime, &disk, &gets);
+    if n > 0 {
+        let tiers = latency_distribution(&runtime, &disk, "regional_disk_get_quic", &gets, n);
+        assert_answered_by(Tier::RegionalDisk, &tiers);
+    }
+    runtime.block_on(disk.stop());
+
+    criterion.final_summary();
 }

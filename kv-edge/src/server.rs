@@ -1,5 +1,6 @@
 //! Starting an edge from its config.
 
+use axum::serve::ListenerExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -101,7 +102,11 @@ impl EdgeServer {
     ) -> std::io::Result<()> {
         tracing::info!(addr = ?self.listener.local_addr().ok(), "serving HTTP");
         let app = http::router(self.edge, self.options);
-        axum::serve(self.listener, app)
+        // Small answers go out at once rather than waiting on Nagle's algorithm.
+        let listener = self.listener.tap_io(|stream| {
+            let _ = stream.set_nodelay(true);
+        });
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;
         tracing::info!("HTTP server stopped");

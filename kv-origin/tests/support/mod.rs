@@ -199,6 +199,16 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool, what: 
     }
 }
 
+/// As [`wait_until`], without blocking the runtime's thread, so that tasks
+/// on a single-threaded test runtime go on while it waits.
+pub async fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 pub fn ns(name: &str) -> Namespace {
     Namespace::new(name).unwrap()
 }

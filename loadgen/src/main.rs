@@ -1,0 +1,305 @@
+//! `loadgen compare` and `loadgen run`: see the crate docs.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use loadgen::driver::DriveOptions;
+use loadgen::plot::{Curve, write_plot};
+use loadgen::profile::Profile;
+use loadgen::report::RunReport;
+use loadgen::runner::{CompareOptions, TargetOptions, compare, run_target};
+use loadgen::stack::SetupKind;
+use loadgen::workload::{Arrivals, WorkloadConfig};
+
+/// Drives tierkv with an open-loop workload and prints read latency by
+/// percentile, per setup.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Starts each setup (untiered, direct, direct+regional, tiered) in this
+    /// process with emulated network delays, drives each with the same
+    /// requests, and compares their latency curves.
+    Compare(CompareArgs),
+    /// Drives running edges (the dev stack or a deployment) with the workload.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// Multiplies every emulated delay (0.1 = ten times faster, for quick looks).
+    #[arg(long, env = "LOADGEN_TIME_SCALE", default_value_t = 1.0)]
+    time_scale: f64,
+    /// Setups to run, in order (comma-separated): untiered, direct,
+    /// direct+regional, tiered.
+    #[arg(
+        long,
+        env = "LOADGEN_SETUPS",
+        value_delimiter = ',',
+        default_value = "untiered,direct,direct+regional,tiered"
+    )]
+    setups: Vec<String>,
+    /// Directory for the stacks' data (a temporary directory inside it is
+    /// used and removed); the system temp dir by default.
+    #[arg(long, env = "LOADGEN_WORK_DIR")]
+    work_dir: Option<PathBuf>,
+    /// Exit with status 2 if a check of the tiered setup against the
+    /// untiered one fails.
+    #[arg(long)]
+    check: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// An edge's base URL, e.g. http://127.0.0.1:8787; repeat to spread load
+    /// over several edges.
+    #[arg(
+        long = "target",
+        env = "LOADGEN_TARGET",
+        value_delimiter = ',',
+        required = true
+    )]
+    targets: Vec<String>,
+    /// Do not write the keyspace before the run (the keys are already there).
+    #[arg(long)]
+    no_preload: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// A built-in profile (cloudflare-2024) or a profile TOML file; it sets
+    /// the delays, the topology and the default workload.
+    #[arg(long, env = "LOADGEN_PROFILE", default_value = "cloudflare-2024")]
+    profile: String,
+    /// The profile's short workload (smaller keyspace, a few seconds per setup).
+    #[arg(long, env = "LOADGEN_QUICK")]
+    quick: bool,
+    /// Keyspace size.
+    #[arg(long, env = "LOADGEN_KEYS")]
+    keys: Option<u32>,
+    /// Target requests per second, all edges together.
+    #[arg(long, env = "LOADGEN_RATE")]
+    rate: Option<f64>,
+    /// Warm-up before measuring, seconds.
+    #[arg(long, env = "LOADGEN_WARMUP")]
+    warmup: Option<f64>,
+    /// Measured time, seconds.
+    #[arg(long, env = "LOADGEN_DURATION")]
+    duration: Option<f64>,
+    /// Seeds keys, sizes, arrivals and delays: one seed, one run.
+    #[arg(long, env = "LOADGEN_SEED")]
+    seed: Option<u64>,
+    /// Share of requests that are reads (the rest are writes).
+    #[arg(long, env = "LOADGEN_READ_SHARE")]
+    read_share: Option<f64>,
+    /// Zipf exponent; by default solved from the profile's head share.
+    #[arg(long, env = "LOADGEN_ZIPF")]
+    zipf: Option<f64>,
+    /// Arrival process: poisson or uniform.
+    #[arg(long, env = "LOADGEN_ARRIVALS", value_parser = parse_arrivals)]
+    arrivals: Option<Arrivals>,
+    /// Most requests in flight at once.
+    #[arg(long, env = "LOADGEN_MAX_IN_FLIGHT", default_value_t = 1024)]
+    max_in_flight: usize,
+    /// Write the results as JSON here.
+    #[arg(long, env = "LOADGEN_JSON")]
+    json: Option<PathBuf>,
+    /// Write the latency curves as CSV here.
+    #[arg(long, env = "LOADGEN_CSV")]
+    csv: Option<PathBuf>,
+    /// Plot the latency curves here (.svg or .png).
+    #[arg(long, env = "LOADGEN_PLOT")]
+    plot: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn parse_arrivals(s: &str) -> Result<Arrivals, String> {
+    match s {
+        "poisson" => Ok(Arrivals::Poisson),
+        "uniform" => Ok(Arrivals::Uniform),
+        other => Err(format!("unknown arrivals {other:?}: poisson or uniform")),
+    }
+}
+
+impl CommonArgs {
+    fn workload(&self, profile: &Profile) -> anyhow::Result<WorkloadConfig> {
+        let mut w = if self.quick {
+            profile.quick_workload()
+        } else {
+            profile.workload.clone()
+        };
+        kv_runtime::config::set(&mut w.keys, self.keys);
+        kv_runtime::config::set(&mut w.rate, self.rate);
+        kv_runtime::config::set(&mut w.warmup_secs, self.warmup);
+        kv_runtime::config::set(&mut w.duration_secs, self.duration);
+        kv_runtime::config::set(&mut w.seed, self.seed);
+        kv_runtime::config::set(&mut w.read_share, self.read_share);
+        kv_runtime::config::set(&mut w.arrivals, self.arrivals);
+        if self.zipf.is_some() {
+            w.zipf_exponent = self.zipf;
+        }
+        w.validate().context("workload")?;
+        Ok(w)
+    }
+
+    fn drive(&self) -> DriveOptions {
+        DriveOptions {
+            max_in_flight: self.max_in_flight.max(1),
+            ..DriveOptions::default()
+        }
+    }
+
+    fn progress(&self) -> bool {
+        !self.no_progress
+    }
+
+    /// Refuses output paths that could only fail after the run.
+    fn check_outputs(&self) -> anyhow::Result<()> {
+        for path in [&self.json, &self.csv, &self.plot].into_iter().flatten() {
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+            if let Some(dir) = parent
+                && !dir.is_dir()
+            {
+                anyhow::bail!(
+                    "cannot write {}: no directory {}",
+                    path.display(),
+                    dir.display()
+                );
+            }
+        }
+        if let Some(plot) = &self.plot {
+            let extension = plot
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase);
+            if !matches!(extension.as_deref(), Some("svg" | "png")) {
+                anyhow::bail!(
+                    "--plot {}: the file must end in .svg or .png",
+                    plot.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn write_outputs(&self, report: &RunReport) -> anyhow::Result<()> {
+        print!("{}", report.table());
+        if let Some(path) = &self.json {
+            let json = serde_json::to_string_pretty(report)?;
+            std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+            println!("\nJSON: {}", path.display());
+        }
+        if let Some(path) = &self.csv {
+            std::fs::write(path, report.csv())
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("CSV: {}", path.display());
+        }
+        if let Some(path) = &self.plot {
+            let curves: Vec<Curve> = report
+                .setups
+                .iter()
+                .map(|s| Curve {
+                    name: s.name.clone(),
+                    points: s.curve.clone(),
+                })
+                .collect();
+            let title = format!(
+                "read latency by percentile · {} · time scale {}",
+                report.profile, report.time_scale
+            );
+            write_plot(path, &title, &curves)
+                .with_context(|| format!("plotting {}", path.display()))?;
+            println!("plot: {}", path.display());
+        }
+        Ok(())
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Compare(args) => run_compare(args).await,
+            Command::Run(args) => run_run(args).await,
+        }
+    })
+}
+
+/// Logs to stderr; the stacks under test log warnings only, unless
+/// `RUST_LOG` says otherwise.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+async fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
+    let profile = Profile::load(&args.common.profile)?;
+    if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
+        anyhow::bail!("--time-scale must be > 0, not {}", args.time_scale);
+    }
+    let workload = args.common.workload(&profile)?;
+    args.common.check_outputs()?;
+    let setups = args
+        .setups
+        .iter()
+        .map(|name| {
+            SetupKind::named(name.trim()).with_context(|| {
+                format!(
+                    "unknown setup {name:?}: expected untiered, direct, direct+regional or tiered"
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let report = compare(CompareOptions {
+        profile: profile.time_scaled(args.time_scale),
+        time_scale: args.time_scale,
+        workload,
+        setups,
+        work_dir: args.work_dir.clone(),
+        progress: args.common.progress(),
+        drive: args.common.drive(),
+    })
+    .await?;
+    args.common.write_outputs(&report)?;
+    if args.check && report.checks().iter().any(|c| !c.passed) {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+async fn run_run(args: RunArgs) -> anyhow::Result<()> {
+    let profile = Profile::load(&args.common.profile)?;
+    let workload = args.common.workload(&profile)?;
+    args.common.check_outputs()?;
+    let report = run_target(TargetOptions {
+        targets: args.targets.clone(),
+        workload,
+        preload: !args.no_preload,
+        progress: args.common.progress(),
+        drive: args.common.drive(),
+    })
+    .await?;
+    args.common.write_outputs(&report)
+}

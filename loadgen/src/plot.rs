@@ -1,0 +1,1187 @@
+//! Latency-by-percentile charts, drawn like the ones in Cloudflare's
+//! "Faster Workers KV" post: one line per setup, read latency up, percentile
+//! across.
+//!
+//! # Axes
+//!
+//! - **x, percentile, in nines.** A percentile `p` is placed at
+//!   `-log10(1 - p/100)`, so 90, 99, 99.9 and 99.99 are equally spaced and
+//!   the tail, where tiering matters, gets most of the width. Ticks are
+//!   chosen from 50, 90, 99, 99.9, 99.99, … first and then 0, 75, 95, 99.5,
+//!   99.95 where their labels fit.
+//! - **y, read latency in ms, log scale.** A tiered read is about 0.3 ms at
+//!   p50 and an untiered one about 100 ms; on a linear axis from 0 the tiered
+//!   curve would be a flat line along the bottom, while on a log axis both
+//!   curves keep their shape and "3× slower" is the same distance anywhere
+//!   on the chart. The axis is fitted to the data with a little headroom and
+//!   labelled at 1-2-5 steps (or every decade, or 1…9, whichever fits).
+//!   There is no 0 on a log axis: latencies below 0.001 ms (1 µs), 0
+//!   included, are drawn at 0.001 ms.
+//!
+//! # Points the axes cannot show as given
+//!
+//! - p100, the maximum, has no finite position in nines. It is drawn at the
+//!   right edge, one nine past the highest other percentile of any curve
+//!   (so the step up to the maximum stays visible), and that tick is
+//!   labelled `max`. Without p100 points the right edge is the highest
+//!   percentile rounded up to whole nines. The axis stops at 99.9999;
+//!   anything beyond is drawn there.
+//! - Points with a NaN or infinite value, or a percentile outside 0..=100,
+//!   are dropped. Points are sorted by percentile before drawing.
+//! - A curve with no points left is still listed in the legend, marked
+//!   "(no data)". If no curve has a point, there is nothing to scale the
+//!   axes by and [`write_plot`] returns [`PlotError::NoData`] instead of
+//!   writing a file.
+//!
+//! # Text
+//!
+//! PNG text is rasterised from Open Sans Regular, bundled in
+//! `loadgen/assets/` (Apache-2.0) and registered with plotters' `ab_glyph`
+//! feature, so no system font or fontconfig is needed. plotters 0.3.7
+//! misplaces glyphs horizontally with `ab_glyph`, so PNG text is drawn
+//! glyph by glyph at positions read from the font here (see
+//! `TextMode::PerGlyph`). SVG text is written as `<text>` elements in the
+//! viewer's `sans-serif`; the layout around it is measured with Open Sans
+//! and leaves some room for wider fonts.
+//!
+//! The legend sits above the plot, under the title, so it never covers a
+//! curve. Tick labels are drawn here too, not by plotters' mesh.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{
+    KeyPointHint, KeyPointWeight, NoDefaultFormatting, Ranged, ValueFormatter,
+};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// One setup's curve: (percentile in 0..100, latency in ms) points, percentile ascending.
+#[derive(Debug, Clone)]
+pub struct Curve {
+    /// The setup's name, shown in the legend.
+    pub name: String,
+    /// (percentile in 0..=100, latency in ms) points.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Why a plot could not be written.
+///
+/// Only [`PlotError::Io`] can go away on a retry; the others need different
+/// arguments.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// The path does not end in `.svg` or `.png` (any case).
+    #[error("cannot tell the chart format of {path:?}: use a .svg or .png extension")]
+    UnknownExtension {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// No curve has a point that can be drawn.
+    #[error(
+        "nothing to plot: no curve has a point with a finite latency and a percentile in 0..=100"
+    )]
+    NoData,
+    /// plotters failed to lay out, draw or encode the chart.
+    #[error("drawing {path:?}: {message}")]
+    Draw {
+        /// The file being drawn.
+        path: PathBuf,
+        /// plotters' description of the failure.
+        message: String,
+    },
+    /// The file could not be created or written.
+    #[error("writing {path:?}")]
+    Io {
+        /// The file being written.
+        path: PathBuf,
+        /// The underlying failure.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Writes the curves to `path`; the extension picks the format (.svg or .png).
+///
+/// Both formats are [`WIDTH`] × [`HEIGHT`] pixels. See the [module
+/// docs](self) for how the axes treat p100, zero latencies and empty curves.
+pub fn write_plot(path: &Path, title: &str, curves: &[Curve]) -> Result<(), PlotError> {
+    let format = Format::of(path)?;
+    let data = Data::new(curves)?;
+    register_font().map_err(|message| PlotError::Draw {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    let draw_err = |message: String| PlotError::Draw {
+        path: path.to_path_buf(),
+        message,
+    };
+    let io_err = |source: std::io::Error| PlotError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match format {
+        Format::Svg => {
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+                draw(&root, TextMode::Whole, title, &data).map_err(draw_err)?;
+                root.present().map_err(|e| draw_err(e.to_string()))?;
+            }
+            std::fs::write(path, svg).map_err(io_err)
+        }
+        Format::Png => {
+            // plotters reports a failed save as an opaque image error;
+            // creating the file first gives a typed I/O error for the usual
+            // causes (missing directory, permissions).
+            std::fs::File::create(path).map_err(io_err)?;
+            let drawn = face().and_then(|face| {
+                let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+                draw(&root, TextMode::PerGlyph(face), title, &data)?;
+                root.present().map_err(|e| e.to_string())
+            });
+            if drawn.is_err() {
+                // Leave no empty or partial file behind; the drawing error
+                // is the one to report.
+                let _ = std::fs::remove_file(path);
+            }
+            drawn.map_err(draw_err)
+        }
+    }
+}
+
+/// Chart width in pixels (SVG user units).
+pub const WIDTH: u32 = 1200;
+/// Chart height in pixels (SVG user units).
+pub const HEIGHT: u32 = 720;
+
+/// The bundled font, Open Sans Regular; see `loadgen/assets/OpenSans-LICENSE.txt`.
+const FONT: &[u8] = include_bytes!("../assets/OpenSans-Regular.ttf");
+/// The family the font is registered as. plotters looks fonts up by family
+/// name, and SVG viewers get this name, so it stays a generic family.
+const FAMILY: &str = "sans-serif";
+
+/// Registers [`FONT`] with plotters once per process.
+fn register_font() -> Result<(), String> {
+    static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
+    REGISTERED
+        .get_or_init(|| {
+            plotters::style::register_font(FAMILY, FontStyle::Normal, FONT)
+                .map_err(|_| "the bundled font is not a valid TrueType font".to_string())
+        })
+        .clone()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Svg,
+    Png,
+}
+
+impl Format {
+    fn of(path: &Path) -> Result<Self, PlotError> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("svg") => Ok(Self::Svg),
+            Some("png") => Ok(Self::Png),
+            _ => Err(PlotError::UnknownExtension {
+                path: path.to_path_buf(),
+            }),
+        }
+    }
+}
+
+/// Latencies below this many ms are drawn at it (a log axis has no 0).
+const MIN_LATENCY_MS: f64 = 0.001;
+/// Headroom above and below the data on the latency axis, as a factor.
+const Y_HEADROOM: f64 = 1.15;
+
+/// `-log10(1 - p/100)`: 0 for p0, 1 for p90, 2 for p99, 3 for p99.9.
+/// Rounded to 1e-9 so that 99.9 counts as exactly three nines.
+fn nines(p: f64) -> f64 {
+    let n = 2.0 - (100.0 - p).log10();
+    (n * 1e9).round() / 1e9
+}
+
+/// The percentile with `k` nines, `k` in 1..=6, as a literal so it prints
+/// as written.
+fn nines_percentile(k: usize) -> f64 {
+    const TABLE: [f64; 7] = [0.0, 90.0, 99.0, 99.9, 99.99, 99.999, 99.9999];
+    TABLE[k.clamp(1, TABLE.len() - 1)]
+}
+
+/// Percentiles that may get a tick: (percentile, labelled before the others).
+const X_CANDIDATES: [(f64, bool); 12] = [
+    (0.0, false),
+    (50.0, true),
+    (75.0, false),
+    (90.0, true),
+    (95.0, false),
+    (99.0, true),
+    (99.5, false),
+    (99.9, true),
+    (99.95, false),
+    (99.99, true),
+    (99.999, true),
+    (99.9999, true),
+];
+
+/// The most nines the percentile axis reaches.
+const MAX_NINES: usize = 6;
+
+/// The curves after cleaning, and the axis ranges they need.
+#[derive(Debug)]
+struct Data {
+    /// (name, points), points clamped to the axes and sorted.
+    curves: Vec<(String, Vec<(f64, f64)>)>,
+    /// Leftmost percentile.
+    x_lo: f64,
+    /// Rightmost percentile; where p100 is drawn.
+    x_hi: f64,
+    /// Whether some curve has a p100 point, drawn at `x_hi`.
+    has_max: bool,
+    /// Latency range, ms, headroom included.
+    y: Range<f64>,
+}
+
+impl Data {
+    fn new(curves: &[Curve]) -> Result<Self, PlotError> {
+        let mut cleaned: Vec<(String, Vec<(f64, f64)>)> = curves
+            .iter()
+            .map(|c| {
+                let mut points: Vec<(f64, f64)> = c
+                    .points
+                    .iter()
+                    .filter(|(p, ms)| ms.is_finite() && (0.0..=100.0).contains(p))
+                    .map(|&(p, ms)| (p, ms.max(MIN_LATENCY_MS)))
+                    .collect();
+                points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                (c.name.clone(), points)
+            })
+            .collect();
+        let all = || cleaned.iter().flat_map(|(_, pts)| pts.iter());
+        if all().next().is_none() {
+            return Err(PlotError::NoData);
+        }
+
+        let has_max = all().any(|&(p, _)| p >= 100.0);
+        let top_nines = all()
+            .filter(|&&(p, _)| p < 100.0)
+            .map(|&(p, _)| nines(p))
+            .fold(0.0, f64::max);
+        let k = if has_max {
+            top_nines.floor() as usize + 1
+        } else {
+            top_nines.ceil() as usize
+        };
+        let x_hi = nines_percentile(k.clamp(2, MAX_NINES));
+        let x_min = all()
+            .map(|&(p, _)| p.min(x_hi))
+            .fold(f64::INFINITY, f64::min);
+        let x_lo = X_CANDIDATES
+            .iter()
+            .map(|&(c, _)| c)
+            .filter(|&c| c <= x_min && c < x_hi)
+            .fold(0.0, f64::max);
+
+        let (y_min, y_max) = all().fold((f64::INFINITY, 0.0_f64), |(lo, hi), &(_, ms)| {
+            (lo.min(ms), hi.max(ms))
+        });
+        let y = snap_down(y_min / Y_HEADROOM)..snap_up(y_max * Y_HEADROOM);
+
+        for (_, points) in &mut cleaned {
+            for point in points.iter_mut() {
+                point.0 = point.0.min(x_hi);
+            }
+        }
+        Ok(Self {
+            curves: cleaned,
+            x_lo,
+            x_hi,
+            has_max,
+            y,
+        })
+    }
+}
+
+/// `m × 10^e` for the mantissas of a 1…9 step, as a value and a label that
+/// prints it without float noise.
+fn log_tick(m: u32, e: i32) -> (f64, String) {
+    let value = f64::from(m) * 10f64.powi(e);
+    let decimals = usize::try_from(-e).unwrap_or(0);
+    (value, format!("{value:.decimals$}"))
+}
+
+/// Round mantissas for the top of the latency axis.
+const SNAP_UP: [f64; 12] = [1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+/// Round mantissas for the bottom, all of them tick values so that the
+/// bottom edge is labelled.
+const SNAP_DOWN: [f64; 3] = [1.0, 2.0, 5.0];
+
+/// The largest `m × 10^e`, `m` in [`SNAP_DOWN`], at or below `v`.
+fn snap_down(v: f64) -> f64 {
+    let e = v.log10().floor();
+    let m = v / 10f64.powi(e as i32) + 1e-9;
+    let m = SNAP_DOWN
+        .iter()
+        .rev()
+        .find(|&&s| s <= m)
+        .copied()
+        .unwrap_or(1.0);
+    m * 10f64.powi(e as i32)
+}
+
+/// The smallest `m × 10^e`, `m` in 1 or [`SNAP_UP`], at or above `v`.
+fn snap_up(v: f64) -> f64 {
+    let e = v.log10().floor();
+    let m = v / 10f64.powi(e as i32) - 1e-9;
+    if m <= 1.0 {
+        return 10f64.powi(e as i32);
+    }
+    let m = SNAP_UP.iter().find(|&&s| s >= m).copied().unwrap_or(10.0);
+    m * 10f64.powi(e as i32)
+}
+
+/// Maps `frac` (0 at `limit.0`, 1 at `limit.1`) to a pixel.
+fn lerp_px(limit: (i32, i32), frac: f64) -> i32 {
+    let frac = if frac.is_finite() {
+        frac.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    limit.0 + (f64::from(limit.1 - limit.0) * frac).round() as i32
+}
+
+/// The percentile axis: values are percentiles, placed in nines.
+#[derive(Debug)]
+struct PercentileAxis {
+    lo: f64,
+    hi: f64,
+    /// Labelled ticks, ascending.
+    ticks: Vec<(f64, String)>,
+    /// Unlabelled grid lines.
+    light: Vec<f64>,
+}
+
+impl PercentileAxis {
+    /// Picks ticks for a plot `width_px` wide whose labels are `text_width`
+    /// pixels wide: preferred candidates first, each kept only if its label
+    /// clears every kept label by `gap_px`.
+    fn new(data: &Data, width_px: f64, gap_px: f64, text_width: impl Fn(&str) -> f64) -> Self {
+        let (lo, hi) = (data.x_lo, data.x_hi);
+        let span = nines(hi) - nines(lo);
+        let px = |p: f64| (nines(p) - nines(lo)) / span * width_px;
+        let edge_label = if data.has_max {
+            "max".to_string()
+        } else {
+            hi.to_string()
+        };
+        let mut ordered = vec![(hi, edge_label)];
+        for preferred in [true, false] {
+            ordered.extend(
+                X_CANDIDATES
+                    .iter()
+                    .filter(|&&(p, pref)| pref == preferred && p >= lo && p < hi)
+                    .map(|&(p, _)| (p, p.to_string())),
+            );
+        }
+        let mut ticks: Vec<(f64, String)> = Vec::new();
+        let mut light = Vec::new();
+        for (p, label) in ordered {
+            let w = text_width(&label);
+            let fits = ticks
+                .iter()
+                .all(|(q, other)| (px(p) - px(*q)).abs() >= (w + text_width(other)) / 2.0 + gap_px);
+            if fits {
+                ticks.push((p, label));
+            } else {
+                light.push(p);
+            }
+        }
+        ticks.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Self {
+            lo,
+            hi,
+            ticks,
+            light,
+        }
+    }
+}
+
+impl Ranged for PercentileAxis {
+    type FormatOption = NoDefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, p: &f64, limit: (i32, i32)) -> i32 {
+        let p = p.clamp(self.lo, self.hi);
+        let frac = (nines(p) - nines(self.lo)) / (nines(self.hi) - nines(self.lo));
+        lerp_px(limit, frac)
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        match hint.weight() {
+            KeyPointWeight::Bold => self.ticks.iter().map(|t| t.0).collect(),
+            KeyPointWeight::Any => self.light.clone(),
+        }
+    }
+
+    fn range(&self) -> Range<f64> {
+        self.lo..self.hi
+    }
+}
+
+/// plotters' own tick labels are left blank; [`draw`] writes them.
+impl ValueFormatter<f64> for PercentileAxis {
+    fn format_ext(&self, _: &f64) -> String {
+        String::new()
+    }
+}
+
+/// The latency axis: values are ms, placed by their logarithm.
+#[derive(Debug)]
+struct LatencyAxis {
+    lo: f64,
+    hi: f64,
+    ticks: Vec<(f64, String)>,
+    light: Vec<f64>,
+}
+
+impl LatencyAxis {
+    /// Picks the densest tick set (every decade; 1-2-5; 1…9) whose labels
+    /// are at least `min_gap_px` apart on a plot `height_px` tall. The 1…9
+    /// values not labelled become light grid lines where they are at least
+    /// 4 px apart.
+    fn new(range: Range<f64>, height_px: f64, min_gap_px: f64) -> Self {
+        let (lo, hi) = (range.start, range.end);
+        let px_per_decade = height_px / (hi.log10() - lo.log10());
+        let candidates = |mantissas: &[u32]| -> Vec<(f64, String)> {
+            let first = lo.log10().floor() as i32;
+            let last = hi.log10().ceil() as i32;
+            (first..=last)
+                .flat_map(|e| mantissas.iter().map(move |&m| log_tick(m, e)))
+                .filter(|(v, _)| *v >= lo * (1.0 - 1e-9) && *v <= hi * (1.0 + 1e-9))
+                .collect()
+        };
+        let min_gap = |ticks: &[(f64, String)]| {
+            ticks
+                .windows(2)
+                .map(|w| (w[1].0.log10() - w[0].0.log10()) * px_per_decade)
+                .fold(f64::INFINITY, f64::min)
+        };
+        let sets = [
+            candidates(&[1, 2, 3, 4, 5, 6, 7, 8, 9]),
+            candidates(&[1, 2, 5]),
+            candidates(&[1]),
+        ];
+        let ticks = sets
+            .iter()
+            .find(|set| set.len() >= 2 && min_gap(set) >= min_gap_px)
+            .or(sets.last())
+            .cloned()
+            .unwrap_or_default();
+        let fine = &sets[0];
+        let light = if min_gap(fine) >= 4.0 {
+            fine.iter()
+                .map(|t| t.0)
+                .filter(|v| !ticks.iter().any(|t| t.0 == *v))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self {
+            lo,
+            hi,
+            ticks,
+            light,
+        }
+    }
+}
+
+impl Ranged for LatencyAxis {
+    type FormatOption = NoDefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, ms: &f64, limit: (i32, i32)) -> i32 {
+        let ms = ms.clamp(self.lo, self.hi);
+        let frac = (ms.log10() - self.lo.log10()) / (self.hi.log10() - self.lo.log10());
+        lerp_px(limit, frac)
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        match hint.weight() {
+            KeyPointWeight::Bold => self.ticks.iter().map(|t| t.0).collect(),
+            KeyPointWeight::Any => self.light.clone(),
+        }
+    }
+
+    fn range(&self) -> Range<f64> {
+        self.lo..self.hi
+    }
+}
+
+/// plotters' own tick labels are left blank; [`draw`] writes them.
+impl ValueFormatter<f64> for LatencyAxis {
+    fn format_ext(&self, _: &f64) -> String {
+        String::new()
+    }
+}
+
+/// Line colours, in curve order: the Okabe–Ito palette (distinguishable
+/// with the common colour-vision deficiencies), yellow left out as too
+/// faint on white. Colours repeat from the eighth curve on.
+const PALETTE: [RGBColor; 7] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 0, 0),
+];
+
+// Layout, in pixels. Font sizes are plotters' (the glyph box height).
+const OUTER_MARGIN: i32 = 16;
+const TITLE_SIZE: f64 = 30.0;
+const TITLE_ROW: i32 = 46;
+const LEGEND_SIZE: f64 = 20.0;
+const LEGEND_ROW: i32 = 32;
+const LEGEND_SWATCH: i32 = 32;
+const LEGEND_SPACING: i32 = 36;
+const LABEL_SIZE: f64 = 19.0;
+const DESC_SIZE: f64 = 21.0;
+const LINE_WIDTH: u32 = 3;
+const CHART_MARGIN: (i32, i32, i32, i32) = (8, 12, 10, 36); // top, bottom, left, right
+const X_LABEL_AREA: i32 = 64;
+const Y_LABEL_AREA: i32 = 92;
+const TICK_MARK: i32 = 6;
+const X_TICK_GAP: f64 = 14.0;
+const Y_TICK_GAP: f64 = 30.0;
+
+/// How text reaches the backend.
+#[derive(Debug, Clone, Copy)]
+enum TextMode {
+    /// One text element per string: SVG, whose viewer lays the text out.
+    Whole,
+    /// One text element per glyph, placed here: bitmaps. plotters 0.3.7's
+    /// `ab_glyph` text drops each glyph's left side bearing, so letters with
+    /// wide bearings (`1`, `l`, `t`) shift left and spacing looks uneven;
+    /// drawing glyph by glyph at positions from [`glyphs::Face`] puts them
+    /// where they belong.
+    PerGlyph(&'static glyphs::Face),
+}
+
+/// Writes text on a chart, in one [`TextMode`].
+struct Pen<'r, DB: DrawingBackend> {
+    root: &'r DrawingArea<DB, Shift>,
+    mode: TextMode,
+}
+
+impl<DB: DrawingBackend> Pen<'_, DB> {
+    fn font(size: f64) -> FontDesc<'static> {
+        FontDesc::new(FontFamily::Name(FAMILY), size, FontStyle::Normal)
+    }
+
+    /// The width of `text` in pixels, as laid out.
+    fn width(&self, text: &str, size: f64) -> i32 {
+        self.root
+            .estimate_text_size(text, &TextStyle::from(Self::font(size)))
+            .map_or(
+                (size * 0.6 * text.chars().count() as f64) as i32,
+                |(w, _)| w as i32,
+            )
+    }
+
+    /// Draws `text` anchored at `pos`; `upright: false` turns it to read
+    /// bottom to top.
+    fn text(
+        &self,
+        text: &str,
+        size: f64,
+        pos: (i32, i32),
+        (h, v): (HPos, VPos),
+        upright: bool,
+    ) -> Result<(), String> {
+        let transform = if upright {
+            FontTransform::None
+        } else {
+            FontTransform::Rotate270
+        };
+        let style = TextStyle::from(Self::font(size).transform(transform));
+        let face = match self.mode {
+            TextMode::Whole => {
+                return self
+                    .root
+                    .draw(&Text::new(text.to_string(), pos, style.pos(Pos::new(h, v))))
+                    .map_err(|e| e.to_string());
+            }
+            TextMode::PerGlyph(face) => face,
+        };
+        // plotters' own anchoring arithmetic, applied to the whole string.
+        let width = self.width(text, size);
+        let start = match h {
+            HPos::Left => 0,
+            HPos::Center => -width / 2,
+            HPos::Right => -width,
+        };
+        let style = style.pos(Pos::new(HPos::Left, v));
+        let mut buf = [0u8; 4];
+        for (c, left) in face.glyph_lefts(text, size as f32) {
+            if c.is_whitespace() {
+                continue;
+            }
+            let along = start + left;
+            let at = if upright {
+                (pos.0 + along, pos.1)
+            } else {
+                (pos.0, pos.1 - along)
+            };
+            self.root
+                .draw(&Text::new(&*c.encode_utf8(&mut buf), at, style.clone()))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Draws the whole chart on `root`.
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    mode: TextMode,
+    title: &str,
+    data: &Data,
+) -> Result<(), String> {
+    let pen = Pen { root, mode };
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let width = root.dim_in_pixel().0 as i32;
+
+    // Legend entries, wrapped into rows no wider than the chart.
+    let entries: Vec<(RGBColor, String, i32)> = data
+        .curves
+        .iter()
+        .enumerate()
+        .map(|(i, (name, points))| {
+            let label = if points.is_empty() {
+                format!("{name} (no data)")
+            } else {
+                name.clone()
+            };
+            // An SVG viewer's sans-serif may be wider than the bundled
+            // font the layout is measured with; leave it room.
+            let text_w = pen.width(&label, LEGEND_SIZE);
+            let slack = match mode {
+                TextMode::Whole => text_w / 6,
+                TextMode::PerGlyph(_) => 0,
+            };
+            let w = LEGEND_SWATCH + 8 + text_w + slack;
+            (PALETTE[i % PALETTE.len()], label, w)
+        })
+        .collect();
+    let max_row = width - 2 * OUTER_MARGIN;
+    let mut rows: Vec<Vec<&(RGBColor, String, i32)>> = vec![Vec::new()];
+    let mut row_width = 0;
+    for entry in &entries {
+        let needed = if row_width == 0 {
+            entry.2
+        } else {
+            row_width + LEGEND_SPACING + entry.2
+        };
+        match rows.last_mut() {
+            Some(row) if needed <= max_row || row_width == 0 => {
+                row.push(entry);
+                row_width = needed;
+            }
+            _ => {
+                rows.push(vec![entry]);
+                row_width = entry.2;
+            }
+        }
+    }
+
+    // Title and legend.
+    pen.text(
+        title,
+        TITLE_SIZE,
+        (width / 2, OUTER_MARGIN + TITLE_ROW / 2),
+        (HPos::Center, VPos::Center),
+        true,
+    )?;
+    for (r, row) in rows.iter().enumerate() {
+        let row_width: i32 =
+            row.iter().map(|e| e.2).sum::<i32>() + LEGEND_SPACING * (row.len() as i32 - 1);
+        let mut x = (width - row_width) / 2;
+        let y = OUTER_MARGIN + TITLE_ROW + LEGEND_ROW * r as i32 + LEGEND_ROW / 2;
+        for (color, label, w) in row {
+            root.draw(&PathElement::new(
+                vec![(x, y), (x + LEGEND_SWATCH, y)],
+                color.stroke_width(LINE_WIDTH),
+            ))
+            .map_err(|e| e.to_string())?;
+            pen.text(
+                label,
+                LEGEND_SIZE,
+                (x + LEGEND_SWATCH + 8, y),
+                (HPos::Left, VPos::Center),
+                true,
+            )?;
+            x += w + LEGEND_SPACING;
+        }
+    }
+
+    // The plot: grid, axes and tick marks from plotters, labels from `pen`.
+    let header = OUTER_MARGIN + TITLE_ROW + LEGEND_ROW * rows.len() as i32 + 4;
+    let area = root.margin(header, OUTER_MARGIN, OUTER_MARGIN, OUTER_MARGIN);
+    let (area_w, area_h) = area.dim_in_pixel();
+    let (top, bottom, left, right) = CHART_MARGIN;
+    let plot_w = f64::from(area_w as i32 - left - right - Y_LABEL_AREA);
+    let plot_h = f64::from(area_h as i32 - top - bottom - X_LABEL_AREA);
+    let x_axis = PercentileAxis::new(data, plot_w, X_TICK_GAP, |t| {
+        f64::from(pen.width(t, LABEL_SIZE))
+    });
+    let y_axis = LatencyAxis::new(data.y.clone(), plot_h, Y_TICK_GAP);
+    let x_ticks = x_axis.ticks.clone();
+    let y_ticks = y_axis.ticks.clone();
+
+    let mut chart = ChartBuilder::on(&area)
+        .margin_top(top)
+        .margin_bottom(bottom)
+        .margin_left(left)
+        .margin_right(right)
+        .x_label_area_size(X_LABEL_AREA)
+        .y_label_area_size(Y_LABEL_AREA)
+        .build_cartesian_2d(x_axis, y_axis)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .set_all_tick_mark_size(TICK_MARK)
+        // plotters' labels are blank and transparent, so nothing is drawn.
+        .label_style(TextStyle::from(Pen::<DB>::font(LABEL_SIZE)).color(&TRANSPARENT))
+        .bold_line_style(BLACK.mix(0.18))
+        .light_line_style(BLACK.mix(0.06))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for ((_, points), (color, _, _)) in data.curves.iter().zip(&entries) {
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(LINE_WIDTH),
+            ))
+            .map_err(|e| e.to_string())?;
+        // A line through one point draws nothing; mark it instead.
+        if let [point] = points.as_slice() {
+            chart
+                .draw_series([Circle::new(*point, LINE_WIDTH + 2, color.filled())])
+                .map_err(|e| e.to_string())?;
+        }
+    }
+
+    let (xs, ys) = chart.plotting_area().get_pixel_range();
+    for (p, label) in &x_ticks {
+        let x = chart.backend_coord(&(*p, data.y.start)).0;
+        pen.text(
+            label,
+            LABEL_SIZE,
+            (x, ys.end + TICK_MARK + 6),
+            (HPos::Center, VPos::Top),
+            true,
+        )?;
+    }
+    for (ms, label) in &y_ticks {
+        let y = chart.backend_coord(&(data.x_lo, *ms)).1;
+        pen.text(
+            label,
+            LABEL_SIZE,
+            (xs.start - TICK_MARK - 6, y),
+            (HPos::Right, VPos::Center),
+            true,
+        )?;
+    }
+    pen.text(
+        "percentile (log scale toward 100)",
+        DESC_SIZE,
+        ((xs.start + xs.end) / 2, ys.end + X_LABEL_AREA - 14),
+        (HPos::Center, VPos::Center),
+        true,
+    )?;
+    pen.text(
+        "read latency, ms (log scale)",
+        DESC_SIZE,
+        (xs.start - Y_LABEL_AREA + 12, (ys.start + ys.end) / 2),
+        (HPos::Center, VPos::Center),
+        false,
+    )?;
+    Ok(())
+}
+
+/// Just enough of a TrueType reader to place glyphs where ab_glyph would
+/// if it kept their side bearings: the character map, advances, kerning
+/// and outline bounds of [`FONT`].
+mod glyphs {
+    /// The tables of one font that glyph placement needs.
+    #[derive(Debug)]
+    pub(super) struct Face {
+        data: &'static [u8],
+        /// A format 4 (Unicode BMP) `cmap` subtable.
+        cmap: usize,
+        hmtx: usize,
+        num_h_metrics: u16,
+        loca: usize,
+        long_loca: bool,
+        glyf: usize,
+        /// The format 0 pairs of a one-subtable `kern` table, and how many.
+        kern_pairs: Option<(usize, usize)>,
+        /// Ascent minus descent, font units: ab_glyph's pixel scale divides
+        /// by this.
+        height: f32,
+    }
+
+    fn u16_at(data: &[u8], at: usize) -> Option<u16> {
+        data.get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn i16_at(data: &[u8], at: usize) -> Option<i16> {
+        u16_at(data, at).map(|v| v as i16)
+    }
+
+    fn u32_at(data: &[u8], at: usize) -> Option<u32> {
+        data.get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    impl Face {
+        /// Reads the table directory; `None` if a needed table is missing
+        /// or malformed.
+        pub(super) fn parse(data: &'static [u8]) -> Option<Self> {
+            let table = |tag: &[u8; 4]| -> Option<usize> {
+                let count = usize::from(u16_at(data, 4)?);
+                (0..count).find_map(|i| {
+                    let record = 12 + 16 * i;
+                    (data.get(record..record + 4)? == tag)
+                        .then(|| u32_at(data, record + 8).map(|o| o as usize))
+                        .flatten()
+                })
+            };
+            let head = table(b"head")?;
+            let hhea = table(b"hhea")?;
+            let cmap = table(b"cmap")?;
+            let cmap = (0..usize::from(u16_at(data, cmap + 2)?)).find_map(|i| {
+                let record = cmap + 4 + 8 * i;
+                let platform = u16_at(data, record)?;
+                let encoding = u16_at(data, record + 2)?;
+                let sub = cmap + u32_at(data, record + 4)? as usize;
+                let unicode = platform == 0 || (platform == 3 && encoding == 1);
+                (unicode && u16_at(data, sub)? == 4).then_some(sub)
+            })?;
+            let kern_pairs = table(b"kern").and_then(|kern| {
+                // Version 0, one subtable, format 0 (coverage 0x0001 is
+                // horizontal, format 0, no cross-stream or minimum flags).
+                let one = u16_at(data, kern)? == 0 && u16_at(data, kern + 2)? == 1;
+                let format0 = u16_at(data, kern + 8)? == 0x0001;
+                (one && format0)
+                    .then(|| Some((kern + 18, usize::from(u16_at(data, kern + 10)?))))
+                    .flatten()
+            });
+            let ascent = i16_at(data, hhea + 4)?;
+            let descent = i16_at(data, hhea + 6)?;
+            Some(Self {
+                data,
+                cmap,
+                hmtx: table(b"hmtx")?,
+                num_h_metrics: u16_at(data, hhea + 34)?,
+                loca: table(b"loca")?,
+                long_loca: i16_at(data, head + 50)? == 1,
+                glyf: table(b"glyf")?,
+                kern_pairs,
+                height: f32::from(ascent) - f32::from(descent),
+            })
+        }
+
+        /// The glyph for `c`; 0 (the missing glyph) if the font has none.
+        pub(super) fn glyph(&self, c: char) -> u16 {
+            self.glyph_checked(c).unwrap_or(0)
+        }
+
+        fn glyph_checked(&self, c: char) -> Option<u16> {
+            let c = u16::try_from(u32::from(c)).ok()?;
+            let (d, sub) = (self.data, self.cmap);
+            let segments = usize::from(u16_at(d, sub + 6)? / 2);
+            let ends = sub + 14;
+            let starts = ends + 2 * segments + 2;
+            let deltas = starts + 2 * segments;
+            let range_offsets = deltas + 2 * segments;
+            let i = (0..segments).find(|&i| u16_at(d, ends + 2 * i).is_some_and(|e| e >= c))?;
+            let start = u16_at(d, starts + 2 * i)?;
+            if c < start {
+                return None;
+            }
+            let delta = u16_at(d, deltas + 2 * i)?;
+            let range_offset_at = range_offsets + 2 * i;
+            let range_offset = usize::from(u16_at(d, range_offset_at)?);
+            if range_offset == 0 {
+                return Some(c.wrapping_add(delta));
+            }
+            let at = range_offset_at + range_offset + 2 * usize::from(c - start);
+            let glyph = u16_at(d, at)?;
+            (glyph != 0).then(|| glyph.wrapping_add(delta))
+        }
+
+        /// Advance width, font units.
+        pub(super) fn advance(&self, glyph: u16) -> u16 {
+            let i = usize::from(glyph.min(self.num_h_metrics.saturating_sub(1)));
+            u16_at(self.data, self.hmtx + 4 * i).unwrap_or(0)
+        }
+
+        /// Kerning between two glyphs, font units.
+        pub(super) fn kern(&self, left: u16, right: u16) -> i16 {
+            let Some((pairs, count)) = self.kern_pairs else {
+                return 0;
+            };
+            let needle = u32::from(left) << 16 | u32::from(right);
+            let (mut lo, mut hi) = (0, count);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                let Some(pair) = u32_at(self.data, pairs + 6 * mid) else {
+                    return 0;
+                };
+                match pair.cmp(&needle) {
+                    std::cmp::Ordering::Less => lo = mid + 1,
+                    std::cmp::Ordering::Greater => hi = mid,
+                    std::cmp::Ordering::Equal => {
+                        return i16_at(self.data, pairs + 6 * mid + 4).unwrap_or(0);
+                    }
+                }
+            }
+            0
+        }
+
+        /// Left edge of the glyph's outline, font units; `None` for a glyph
+        /// with no outline (a space).
+        pub(super) fn x_min(&self, glyph: u16) -> Option<i16> {
+            let (d, g) = (self.data, usize::from(glyph));
+            let (start, end) = if self.long_loca {
+                (
+                    u32_at(d, self.loca + 4 * g)? as usize,
+                    u32_at(d, self.loca + 4 * g + 4)? as usize,
+                )
+            } else {
+                (
+                    2 * usize::from(u16_at(d, self.loca + 2 * g)?),
+                    2 * usize::from(u16_at(d, self.loca + 2 * g + 2)?),
+                )
+            };
+            (end > start)
+                .then(|| i16_at(d, self.glyf + start + 2))
+                .flatten()
+        }
+
+        /// Each character of `text` with the x, in pixels from the text's
+        /// origin, where its glyph bitmap's left edge belongs at plotters
+        /// font size `size`: ab_glyph's pen position (advances and kerning
+        /// summed in f32, truncated as plotters does) plus the outline's
+        /// left bearing.
+        pub(super) fn glyph_lefts(&self, text: &str, size: f32) -> Vec<(char, i32)> {
+            let scale = size / self.height;
+            let mut pen = 0f32;
+            let mut prev = None;
+            text.chars()
+                .map(|c| {
+                    let glyph = self.glyph(c);
+                    if let Some(p) = prev {
+                        pen += f32::from(self.kern(p, glyph)) * scale;
+                    }
+                    prev = Some(glyph);
+                    let bearing = self
+                        .x_min(glyph)
+                        .map_or(0, |x| (f32::from(x) * scale).floor() as i32);
+                    let left = pen as i32 + bearing;
+                    pen += f32::from(self.advance(glyph)) * scale;
+                    (c, left)
+                })
+                .collect()
+        }
+
+        /// Width of `text` as plotters' ab_glyph layout estimates it.
+        #[cfg(test)]
+        pub(super) fn width(&self, text: &str, size: f32) -> i32 {
+            let scale = size / self.height;
+            let mut width = 0f32;
+            let mut prev = None;
+            for c in text.chars() {
+                let glyph = self.glyph(c);
+                width += f32::from(self.advance(glyph)) * scale;
+                if let Some(p) = prev {
+                    width += f32::from(self.kern(p, glyph)) * scale;
+                }
+                prev = Some(glyph);
+            }
+            width as i32
+        }
+    }
+}
+
+/// The bundled font's tables, read once.
+fn face() -> Result<&'static glyphs::Face, String> {
+    static FACE: OnceLock<Option<glyphs::Face>> = OnceLock::new();
+    FACE.get_or_init(|| glyphs::Face::parse(FONT))
+        .as_ref()
+        .ok_or_else(|| "the bundled font lacks a table needed to place glyphs".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn curve(name: &str, points: &[(f64, f64)]) -> Curve {
+        Curve {
+            name: name.to_string(),
+            points: points.to_vec(),
+        }
+    }
+
+    #[test]
+    fn glyph_metrics_match_the_font() {
+        let face = face().expect("bundled font parses");
+        // Values read from the font's cmap, hmtx, glyf and kern tables.
+        assert_eq!(face.glyph('1'), 20);
+        assert_eq!(face.glyph('t'), 87);
+        assert_eq!((face.advance(20), face.x_min(20)), (1171, Some(188)));
+        assert_eq!((face.advance(87), face.x_min(87)), (723, Some(31)));
+        assert_eq!(face.x_min(face.glyph(' ')), None);
+        assert_eq!(face.kern(face.glyph('T'), face.glyph('o')), -143);
+        assert_eq!(face.kern(face.glyph('o'), face.glyph('T')), 0);
+        assert_eq!(face.glyph('\u{10348}'), 0);
+    }
+
+    #[test]
+    fn glyph_layout_agrees_with_plotters() {
+        register_font().expect("font registers");
+        let face = face().expect("bundled font parses");
+        for size in [19.0, 20.0, 30.0] {
+            let font = FontDesc::new(FontFamily::Name(FAMILY), size, FontStyle::Normal);
+            for text in [
+                "percentile (log scale toward 100)",
+                "To Wo AV 99.999",
+                "0.005",
+                "max",
+            ] {
+                let ((x0, _), (x1, _)) = font.layout_box(text).expect("layout");
+                assert_eq!(face.width(text, size as f32), x1 - x0, "{text:?} at {size}");
+            }
+        }
+        // Side bearings move letters right of the pen: '1' by 188 units.
+        let lefts = face.glyph_lefts("11", 2789.0);
+        assert_eq!(lefts, vec![('1', 188), ('1', 1171 + 188)]);
+    }
+
+    #[test]
+    fn nines_are_whole_at_90_99_999() {
+        assert_eq!(nines(0.0), 0.0);
+        assert_eq!(nines(90.0), 1.0);
+        assert_eq!(nines(99.0), 2.0);
+        assert_eq!(nines(99.9), 3.0);
+        assert_eq!(nines(99.99), 4.0);
+        assert_eq!(nines(99.9999), 6.0);
+    }
+
+    #[test]
+    fn extension_picks_format_in_any_case() {
+        assert_eq!(Format::of(Path::new("a/b.svg")).ok(), Some(Format::Svg));
+        assert_eq!(Format::of(Path::new("b.PNG")).ok(), Some(Format::Png));
+        for bad in ["b.jpg", "b", "svg", "b.svg.gz"] {
+            assert!(matches!(
+                Format::of(Path::new(bad)),
+                Err(PlotError::UnknownExtension { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn max_goes_one_nine_past_the_highest_percentile() {
+        let data =
+            Data::new(&[curve("a", &[(1.0, 1.0), (99.99, 5.0), (100.0, 9.0)])]).expect("has data");
+        assert_eq!((data.x_lo, data.x_hi), (0.0, 99.999));
+        assert!(data.has_max);
+        assert_eq!(data.curves[0].1.last(), Some(&(99.999, 9.0)));
+
+        // 99.9 is exactly three nines: the max goes to 99.99, not onto 99.9.
+        let data =
+            Data::new(&[curve("a", &[(50.0, 1.0), (99.9, 5.0), (100.0, 9.0)])]).expect("has data");
+        assert_eq!((data.x_lo, data.x_hi), (50.0, 99.99));
+    }
+
+    #[test]
+    fn without_max_the_edge_is_the_next_whole_nine() {
+        let data = Data::new(&[curve("a", &[(60.0, 1.0), (99.95, 2.0)])]).expect("has data");
+        assert_eq!((data.x_lo, data.x_hi), (50.0, 99.99));
+        assert!(!data.has_max);
+        let data = Data::new(&[curve("a", &[(99.999999, 2.0)])]).expect("has data");
+        assert_eq!(data.x_hi, 99.9999);
+        assert!(data.x_lo < data.x_hi);
+    }
+
+    #[test]
+    fn bad_points_are_dropped_and_low_latencies_floored() {
+        let data = Data::new(&[curve(
+            "a",
+            &[
+                (f64::NAN, 1.0),
+                (101.0, 1.0),
+                (-1.0, 1.0),
+                (50.0, f64::INFINITY),
+                (90.0, 0.0),
+                (50.0, 2.0),
+            ],
+        )])
+        .expect("has data");
+        assert_eq!(data.curves[0].1, vec![(50.0, 2.0), (90.0, MIN_LATENCY_MS)]);
+        assert!(data.y.start <= MIN_LATENCY_MS && data.y.end >= 2.0);
+    }
+
+    #[test]
+    fn no_points_at_all_is_no_data() {
+        assert!(matches!(Data::new(&[]), Err(PlotError::NoData)));
+        assert!(matches!(
+            Data::new(&[curve("a", &[]), curve("b", &[(f64::NAN, 1.0)])]),
+            Err(PlotError::NoData)
+        ));
+    }
+
+    #[test]
+    fn latency_range_snaps_to_round_values() {
+        assert_eq!(snap_down(0.26), 0.2);
+        assert_eq!(snap_down(0.6), 0.5);
+        assert_eq!(snap_down(3.0), 2.0);
+        assert_eq!(snap_down(10.0), 10.0);
+        assert_eq!(snap_up(1136.0), 1200.0);
+        assert_eq!(snap_up(520.0), 600.0);
+        assert_eq!(snap_up(950.0), 1000.0);
+        assert_eq!(snap_up(100.0), 100.0);
+    }
+
+    #[test]
+    fn latency_ticks_thin_out_with_the_span() {
+        let labels =
+            |axis: &LatencyAxis| axis.ticks.iter().map(|t| t.1.clone()).collect::<Vec<_>>();
+        let wide = LatencyAxis::new(0.2..600.0, 480.0, 30.0);
+        assert_eq!(
+            labels(&wide),
+            [
+                "0.2", "0.5", "1", "2", "5", "10", "20", "50", "100", "200", "500"
+            ]
+        );
+        let huge = LatencyAxis::new(0.001..100_000.0, 480.0, 30.0);
+        assert_eq!(
+            labels(&huge),
+            [
+                "0.001", "0.01", "0.1", "1", "10", "100", "1000", "10000", "100000"
+            ]
+        );
+        let narrow = LatencyAxis::new(9.0..20.0, 480.0, 30.0);
+        assert!(labels(&narrow).len() >= 3, "{:?}", labels(&narrow));
+    }
+}

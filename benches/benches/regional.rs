@@ -78,6 +78,9 @@ impl Stack {
             data_dir: dir.path().join("regional"),
             memory_mib,
             disk_mib,
+            // Longer than any run, so that no read finds its entry stale and
+            // goes to the origin in the middle of a measurement.
+            cache_ttl_secs: 3600,
             tls: tls.clone(),
             ..RegionalConfig::default()
         })

@@ -38,11 +38,11 @@
 //! PNG text is rasterised from Open Sans Regular, bundled in
 //! `loadgen/assets/` (Apache-2.0) and registered with plotters' `ab_glyph`
 //! feature, so no system font or fontconfig is needed. plotters 0.3.7
-//! misplaces glyphs horizontally with `ab_glyph`, so PNG text is drawn
-//! glyph by glyph at positions read from the font here (see
-//! `TextMode::PerGlyph`). SVG text is written as `<text>` elements in the
-//! viewer's `sans-serif`; the layout around it is measured with Open Sans
-//! and leaves some room for wider fonts.
+//! drops each glyph's left side bearing when it draws `ab_glyph` text, so
+//! PNG text is drawn glyph by glyph, at positions laid out here with the
+//! `ab_glyph` crate itself (see `TextMode::PerGlyph`). SVG text is written
+//! as `<text>` elements in the viewer's `sans-serif`; the layout around it
+//! is measured with Open Sans and leaves some room for wider fonts.
 //!
 //! The legend sits above the plot, under the title, so it never covers a
 //! curve. Tick labels are drawn here too, not by plotters' mesh.
@@ -51,6 +51,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use ab_glyph::{Font as _, FontRef, ScaleFont as _};
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{
     KeyPointHint, KeyPointWeight, NoDefaultFormatting, Ranged, ValueFormatter,
@@ -110,26 +111,20 @@ pub enum PlotError {
 pub fn write_plot(path: &Path, title: &str, curves: &[Curve]) -> Result<(), PlotError> {
     let format = Format::of(path)?;
     let data = Data::new(curves)?;
-    register_font().map_err(|message| PlotError::Draw {
-        path: path.to_path_buf(),
-        message,
-    })?;
-    let draw_err = |message: String| PlotError::Draw {
+    let draw_err = |message| PlotError::Draw {
         path: path.to_path_buf(),
         message,
     };
-    let io_err = |source: std::io::Error| PlotError::Io {
+    let io_err = |source| PlotError::Io {
         path: path.to_path_buf(),
         source,
     };
+    let font = font().map_err(draw_err)?;
     match format {
         Format::Svg => {
             let mut svg = String::new();
-            {
-                let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-                draw(&root, TextMode::Whole, title, &data).map_err(draw_err)?;
-                root.present().map_err(|e| draw_err(e.to_string()))?;
-            }
+            let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+            draw(root, TextMode::Whole, title, &data).map_err(draw_err)?;
             std::fs::write(path, svg).map_err(io_err)
         }
         Format::Png => {
@@ -137,11 +132,8 @@ pub fn write_plot(path: &Path, title: &str, curves: &[Curve]) -> Result<(), Plot
             // creating the file first gives a typed I/O error for the usual
             // causes (missing directory, permissions).
             std::fs::File::create(path).map_err(io_err)?;
-            let drawn = face().and_then(|face| {
-                let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-                draw(&root, TextMode::PerGlyph(face), title, &data)?;
-                root.present().map_err(|e| e.to_string())
-            });
+            let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+            let drawn = draw(root, TextMode::PerGlyph(font), title, &data);
             if drawn.is_err() {
                 // Leave no empty or partial file behind; the drawing error
                 // is the one to report.
@@ -163,15 +155,18 @@ const FONT: &[u8] = include_bytes!("../assets/OpenSans-Regular.ttf");
 /// name, and SVG viewers get this name, so it stays a generic family.
 const FAMILY: &str = "sans-serif";
 
-/// Registers [`FONT`] with plotters once per process.
-fn register_font() -> Result<(), String> {
-    static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
-    REGISTERED
+/// [`FONT`], parsed, and registered with plotters, once per process.
+fn font() -> Result<&'static FontRef<'static>, String> {
+    static PARSED: OnceLock<Result<FontRef<'static>, String>> = OnceLock::new();
+    const INVALID: &str = "the bundled font is not a valid TrueType font";
+    PARSED
         .get_or_init(|| {
             plotters::style::register_font(FAMILY, FontStyle::Normal, FONT)
-                .map_err(|_| "the bundled font is not a valid TrueType font".to_string())
+                .map_err(|_| INVALID.to_string())?;
+            FontRef::try_from_slice(FONT).map_err(|_| INVALID.to_string())
         })
-        .clone()
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -347,32 +342,30 @@ fn snap_up(v: f64) -> f64 {
     m * 10f64.powi(e as i32)
 }
 
-/// Maps `frac` (0 at `limit.0`, 1 at `limit.1`) to a pixel.
-fn lerp_px(limit: (i32, i32), frac: f64) -> i32 {
-    let frac = if frac.is_finite() {
-        frac.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    limit.0 + (f64::from(limit.1 - limit.0) * frac).round() as i32
-}
-
-/// The percentile axis: values are percentiles, placed in nines.
+/// An axis whose values are placed by `scale` (nines or log10) between
+/// `lo` and `hi`.
 #[derive(Debug)]
-struct PercentileAxis {
+struct Axis {
     lo: f64,
     hi: f64,
+    scale: fn(f64) -> f64,
     /// Labelled ticks, ascending.
     ticks: Vec<(f64, String)>,
     /// Unlabelled grid lines.
     light: Vec<f64>,
 }
 
-impl PercentileAxis {
-    /// Picks ticks for a plot `width_px` wide whose labels are `text_width`
-    /// pixels wide: preferred candidates first, each kept only if its label
-    /// clears every kept label by `gap_px`.
-    fn new(data: &Data, width_px: f64, gap_px: f64, text_width: impl Fn(&str) -> f64) -> Self {
+impl Axis {
+    /// The percentile axis, placed in nines, for a plot `width_px` wide
+    /// whose labels are `text_width` pixels wide: candidate ticks are tried
+    /// preferred ones first, each kept only if its label clears every kept
+    /// label by `gap_px`.
+    fn percentile(
+        data: &Data,
+        width_px: f64,
+        gap_px: f64,
+        text_width: impl Fn(&str) -> f64,
+    ) -> Self {
         let (lo, hi) = (data.x_lo, data.x_hi);
         let span = nines(hi) - nines(lo);
         let px = |p: f64| (nines(p) - nines(lo)) / span * width_px;
@@ -407,56 +400,17 @@ impl PercentileAxis {
         Self {
             lo,
             hi,
+            scale: nines,
             ticks,
             light,
         }
     }
-}
 
-impl Ranged for PercentileAxis {
-    type FormatOption = NoDefaultFormatting;
-    type ValueType = f64;
-
-    fn map(&self, p: &f64, limit: (i32, i32)) -> i32 {
-        let p = p.clamp(self.lo, self.hi);
-        let frac = (nines(p) - nines(self.lo)) / (nines(self.hi) - nines(self.lo));
-        lerp_px(limit, frac)
-    }
-
-    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
-        match hint.weight() {
-            KeyPointWeight::Bold => self.ticks.iter().map(|t| t.0).collect(),
-            KeyPointWeight::Any => self.light.clone(),
-        }
-    }
-
-    fn range(&self) -> Range<f64> {
-        self.lo..self.hi
-    }
-}
-
-/// plotters' own tick labels are left blank; [`draw`] writes them.
-impl ValueFormatter<f64> for PercentileAxis {
-    fn format_ext(&self, _: &f64) -> String {
-        String::new()
-    }
-}
-
-/// The latency axis: values are ms, placed by their logarithm.
-#[derive(Debug)]
-struct LatencyAxis {
-    lo: f64,
-    hi: f64,
-    ticks: Vec<(f64, String)>,
-    light: Vec<f64>,
-}
-
-impl LatencyAxis {
-    /// Picks the densest tick set (every decade; 1-2-5; 1…9) whose labels
-    /// are at least `min_gap_px` apart on a plot `height_px` tall. The 1…9
-    /// values not labelled become light grid lines where they are at least
-    /// 4 px apart.
-    fn new(range: Range<f64>, height_px: f64, min_gap_px: f64) -> Self {
+    /// The latency axis, in ms on a log scale, with the densest tick set
+    /// (every decade; 1-2-5; 1…9) whose labels are at least `min_gap_px`
+    /// apart on a plot `height_px` tall. The 1…9 values not labelled become
+    /// light grid lines where they are at least 4 px apart.
+    fn latency(range: Range<f64>, height_px: f64, min_gap_px: f64) -> Self {
         let (lo, hi) = (range.start, range.end);
         let px_per_decade = height_px / (hi.log10() - lo.log10());
         let candidates = |mantissas: &[u32]| -> Vec<(f64, String)> {
@@ -496,20 +450,22 @@ impl LatencyAxis {
         Self {
             lo,
             hi,
+            scale: f64::log10,
             ticks,
             light,
         }
     }
 }
 
-impl Ranged for LatencyAxis {
+impl Ranged for Axis {
     type FormatOption = NoDefaultFormatting;
     type ValueType = f64;
 
-    fn map(&self, ms: &f64, limit: (i32, i32)) -> i32 {
-        let ms = ms.clamp(self.lo, self.hi);
-        let frac = (ms.log10() - self.lo.log10()) / (self.hi.log10() - self.lo.log10());
-        lerp_px(limit, frac)
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        let f = self.scale;
+        let frac = (f(value.clamp(self.lo, self.hi)) - f(self.lo)) / (f(self.hi) - f(self.lo));
+        let frac = if frac.is_finite() { frac } else { 0.0 };
+        limit.0 + (f64::from(limit.1 - limit.0) * frac).round() as i32
     }
 
     fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
@@ -525,7 +481,7 @@ impl Ranged for LatencyAxis {
 }
 
 /// plotters' own tick labels are left blank; [`draw`] writes them.
-impl ValueFormatter<f64> for LatencyAxis {
+impl ValueFormatter<f64> for Axis {
     fn format_ext(&self, _: &f64) -> String {
         String::new()
     }
@@ -567,12 +523,38 @@ const Y_TICK_GAP: f64 = 30.0;
 enum TextMode {
     /// One text element per string: SVG, whose viewer lays the text out.
     Whole,
-    /// One text element per glyph, placed here: bitmaps. plotters 0.3.7's
-    /// `ab_glyph` text drops each glyph's left side bearing, so letters with
-    /// wide bearings (`1`, `l`, `t`) shift left and spacing looks uneven;
-    /// drawing glyph by glyph at positions from [`glyphs::Face`] puts them
-    /// where they belong.
-    PerGlyph(&'static glyphs::Face),
+    /// One text element per glyph, placed by [`glyph_lefts`]: bitmaps.
+    /// plotters 0.3.7's `ab_glyph` text drops each glyph's left side
+    /// bearing, so letters with wide bearings (`1`, `l`, `t`) shift left
+    /// and spacing looks uneven; drawn one by one, each glyph's bitmap
+    /// starts where it belongs.
+    PerGlyph(&'static FontRef<'static>),
+}
+
+/// Each character of `text` with the x, in pixels from the text's origin,
+/// where its glyph bitmap's left edge belongs at plotters font size `size`:
+/// the pen position as plotters' `ab_glyph` text computes it (advances and
+/// kerning summed in f32, truncated) plus the left edge of the outline's
+/// pixel bounds, which plotters leaves out.
+fn glyph_lefts(font: &FontRef<'_>, text: &str, size: f64) -> Vec<(char, i32)> {
+    let font = font.as_scaled(size as f32);
+    let mut pen = 0f32;
+    let mut prev = None;
+    text.chars()
+        .map(|c| {
+            let id = font.glyph_id(c);
+            if let Some(prev) = prev {
+                pen += font.kern(prev, id);
+            }
+            prev = Some(id);
+            let bearing = font
+                .outline_glyph(id.with_scale(font.scale()))
+                .map_or(0, |outline| outline.px_bounds().min.x as i32);
+            let left = pen as i32 + bearing;
+            pen += font.h_advance(id);
+            (c, left)
+        })
+        .collect()
 }
 
 /// Writes text on a chart, in one [`TextMode`].
@@ -582,14 +564,14 @@ struct Pen<'r, DB: DrawingBackend> {
 }
 
 impl<DB: DrawingBackend> Pen<'_, DB> {
-    fn font(size: f64) -> FontDesc<'static> {
+    fn font_desc(size: f64) -> FontDesc<'static> {
         FontDesc::new(FontFamily::Name(FAMILY), size, FontStyle::Normal)
     }
 
-    /// The width of `text` in pixels, as laid out.
+    /// The width of `text` in pixels, as plotters lays it out.
     fn width(&self, text: &str, size: f64) -> i32 {
         self.root
-            .estimate_text_size(text, &TextStyle::from(Self::font(size)))
+            .estimate_text_size(text, &TextStyle::from(Self::font_desc(size)))
             .map_or(
                 (size * 0.6 * text.chars().count() as f64) as i32,
                 |(w, _)| w as i32,
@@ -611,15 +593,15 @@ impl<DB: DrawingBackend> Pen<'_, DB> {
         } else {
             FontTransform::Rotate270
         };
-        let style = TextStyle::from(Self::font(size).transform(transform));
-        let face = match self.mode {
+        let style = TextStyle::from(Self::font_desc(size).transform(transform));
+        let font = match self.mode {
             TextMode::Whole => {
                 return self
                     .root
-                    .draw(&Text::new(text.to_string(), pos, style.pos(Pos::new(h, v))))
+                    .draw(&Text::new(text, pos, style.pos(Pos::new(h, v))))
                     .map_err(|e| e.to_string());
             }
-            TextMode::PerGlyph(face) => face,
+            TextMode::PerGlyph(font) => font,
         };
         // plotters' own anchoring arithmetic, applied to the whole string.
         let width = self.width(text, size);
@@ -630,7 +612,7 @@ impl<DB: DrawingBackend> Pen<'_, DB> {
         };
         let style = style.pos(Pos::new(HPos::Left, v));
         let mut buf = [0u8; 4];
-        for (c, left) in face.glyph_lefts(text, size as f32) {
+        for (c, left) in glyph_lefts(font, text, size) {
             if c.is_whitespace() {
                 continue;
             }
@@ -648,14 +630,14 @@ impl<DB: DrawingBackend> Pen<'_, DB> {
     }
 }
 
-/// Draws the whole chart on `root`.
+/// Draws the whole chart on `root` and presents it.
 fn draw<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
+    root: DrawingArea<DB, Shift>,
     mode: TextMode,
     title: &str,
     data: &Data,
 ) -> Result<(), String> {
-    let pen = Pen { root, mode };
+    let pen = Pen { root: &root, mode };
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let width = root.dim_in_pixel().0 as i32;
 
@@ -681,24 +663,16 @@ fn draw<DB: DrawingBackend>(
             (PALETTE[i % PALETTE.len()], label, w)
         })
         .collect();
-    let max_row = width - 2 * OUTER_MARGIN;
-    let mut rows: Vec<Vec<&(RGBColor, String, i32)>> = vec![Vec::new()];
-    let mut row_width = 0;
+    let row_width = |row: &[&(RGBColor, String, i32)]| {
+        row.iter().map(|e| e.2).sum::<i32>() + LEGEND_SPACING * (row.len() as i32 - 1)
+    };
+    let mut rows: Vec<Vec<&(RGBColor, String, i32)>> = Vec::new();
     for entry in &entries {
-        let needed = if row_width == 0 {
-            entry.2
-        } else {
-            row_width + LEGEND_SPACING + entry.2
-        };
         match rows.last_mut() {
-            Some(row) if needed <= max_row || row_width == 0 => {
+            Some(row) if row_width(row) + LEGEND_SPACING + entry.2 <= width - 2 * OUTER_MARGIN => {
                 row.push(entry);
-                row_width = needed;
             }
-            _ => {
-                rows.push(vec![entry]);
-                row_width = entry.2;
-            }
+            _ => rows.push(vec![entry]),
         }
     }
 
@@ -711,9 +685,7 @@ fn draw<DB: DrawingBackend>(
         true,
     )?;
     for (r, row) in rows.iter().enumerate() {
-        let row_width: i32 =
-            row.iter().map(|e| e.2).sum::<i32>() + LEGEND_SPACING * (row.len() as i32 - 1);
-        let mut x = (width - row_width) / 2;
+        let mut x = (width - row_width(row)) / 2;
         let y = OUTER_MARGIN + TITLE_ROW + LEGEND_ROW * r as i32 + LEGEND_ROW / 2;
         for (color, label, w) in row {
             root.draw(&PathElement::new(
@@ -739,10 +711,10 @@ fn draw<DB: DrawingBackend>(
     let (top, bottom, left, right) = CHART_MARGIN;
     let plot_w = f64::from(area_w as i32 - left - right - Y_LABEL_AREA);
     let plot_h = f64::from(area_h as i32 - top - bottom - X_LABEL_AREA);
-    let x_axis = PercentileAxis::new(data, plot_w, X_TICK_GAP, |t| {
+    let x_axis = Axis::percentile(data, plot_w, X_TICK_GAP, |t| {
         f64::from(pen.width(t, LABEL_SIZE))
     });
-    let y_axis = LatencyAxis::new(data.y.clone(), plot_h, Y_TICK_GAP);
+    let y_axis = Axis::latency(data.y.clone(), plot_h, Y_TICK_GAP);
     let x_ticks = x_axis.ticks.clone();
     let y_ticks = y_axis.ticks.clone();
 
@@ -759,7 +731,7 @@ fn draw<DB: DrawingBackend>(
         .configure_mesh()
         .set_all_tick_mark_size(TICK_MARK)
         // plotters' labels are blank and transparent, so nothing is drawn.
-        .label_style(TextStyle::from(Pen::<DB>::font(LABEL_SIZE)).color(&TRANSPARENT))
+        .label_style(TextStyle::from(Pen::<DB>::font_desc(LABEL_SIZE)).color(&TRANSPARENT))
         .bold_line_style(BLACK.mix(0.18))
         .light_line_style(BLACK.mix(0.06))
         .draw()
@@ -814,222 +786,7 @@ fn draw<DB: DrawingBackend>(
         (HPos::Center, VPos::Center),
         false,
     )?;
-    Ok(())
-}
-
-/// Just enough of a TrueType reader to place glyphs where ab_glyph would
-/// if it kept their side bearings: the character map, advances, kerning
-/// and outline bounds of [`FONT`].
-mod glyphs {
-    /// The tables of one font that glyph placement needs.
-    #[derive(Debug)]
-    pub(super) struct Face {
-        data: &'static [u8],
-        /// A format 4 (Unicode BMP) `cmap` subtable.
-        cmap: usize,
-        hmtx: usize,
-        num_h_metrics: u16,
-        loca: usize,
-        long_loca: bool,
-        glyf: usize,
-        /// The format 0 pairs of a one-subtable `kern` table, and how many.
-        kern_pairs: Option<(usize, usize)>,
-        /// Ascent minus descent, font units: ab_glyph's pixel scale divides
-        /// by this.
-        height: f32,
-    }
-
-    fn u16_at(data: &[u8], at: usize) -> Option<u16> {
-        data.get(at..at + 2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn i16_at(data: &[u8], at: usize) -> Option<i16> {
-        u16_at(data, at).map(|v| v as i16)
-    }
-
-    fn u32_at(data: &[u8], at: usize) -> Option<u32> {
-        data.get(at..at + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    impl Face {
-        /// Reads the table directory; `None` if a needed table is missing
-        /// or malformed.
-        pub(super) fn parse(data: &'static [u8]) -> Option<Self> {
-            let table = |tag: &[u8; 4]| -> Option<usize> {
-                let count = usize::from(u16_at(data, 4)?);
-                (0..count).find_map(|i| {
-                    let record = 12 + 16 * i;
-                    (data.get(record..record + 4)? == tag)
-                        .then(|| u32_at(data, record + 8).map(|o| o as usize))
-                        .flatten()
-                })
-            };
-            let head = table(b"head")?;
-            let hhea = table(b"hhea")?;
-            let cmap = table(b"cmap")?;
-            let cmap = (0..usize::from(u16_at(data, cmap + 2)?)).find_map(|i| {
-                let record = cmap + 4 + 8 * i;
-                let platform = u16_at(data, record)?;
-                let encoding = u16_at(data, record + 2)?;
-                let sub = cmap + u32_at(data, record + 4)? as usize;
-                let unicode = platform == 0 || (platform == 3 && encoding == 1);
-                (unicode && u16_at(data, sub)? == 4).then_some(sub)
-            })?;
-            let kern_pairs = table(b"kern").and_then(|kern| {
-                // Version 0, one subtable, format 0 (coverage 0x0001 is
-                // horizontal, format 0, no cross-stream or minimum flags).
-                let one = u16_at(data, kern)? == 0 && u16_at(data, kern + 2)? == 1;
-                let format0 = u16_at(data, kern + 8)? == 0x0001;
-                (one && format0)
-                    .then(|| Some((kern + 18, usize::from(u16_at(data, kern + 10)?))))
-                    .flatten()
-            });
-            let ascent = i16_at(data, hhea + 4)?;
-            let descent = i16_at(data, hhea + 6)?;
-            Some(Self {
-                data,
-                cmap,
-                hmtx: table(b"hmtx")?,
-                num_h_metrics: u16_at(data, hhea + 34)?,
-                loca: table(b"loca")?,
-                long_loca: i16_at(data, head + 50)? == 1,
-                glyf: table(b"glyf")?,
-                kern_pairs,
-                height: f32::from(ascent) - f32::from(descent),
-            })
-        }
-
-        /// The glyph for `c`; 0 (the missing glyph) if the font has none.
-        pub(super) fn glyph(&self, c: char) -> u16 {
-            self.glyph_checked(c).unwrap_or(0)
-        }
-
-        fn glyph_checked(&self, c: char) -> Option<u16> {
-            let c = u16::try_from(u32::from(c)).ok()?;
-            let (d, sub) = (self.data, self.cmap);
-            let segments = usize::from(u16_at(d, sub + 6)? / 2);
-            let ends = sub + 14;
-            let starts = ends + 2 * segments + 2;
-            let deltas = starts + 2 * segments;
-            let range_offsets = deltas + 2 * segments;
-            let i = (0..segments).find(|&i| u16_at(d, ends + 2 * i).is_some_and(|e| e >= c))?;
-            let start = u16_at(d, starts + 2 * i)?;
-            if c < start {
-                return None;
-            }
-            let delta = u16_at(d, deltas + 2 * i)?;
-            let range_offset_at = range_offsets + 2 * i;
-            let range_offset = usize::from(u16_at(d, range_offset_at)?);
-            if range_offset == 0 {
-                return Some(c.wrapping_add(delta));
-            }
-            let at = range_offset_at + range_offset + 2 * usize::from(c - start);
-            let glyph = u16_at(d, at)?;
-            (glyph != 0).then(|| glyph.wrapping_add(delta))
-        }
-
-        /// Advance width, font units.
-        pub(super) fn advance(&self, glyph: u16) -> u16 {
-            let i = usize::from(glyph.min(self.num_h_metrics.saturating_sub(1)));
-            u16_at(self.data, self.hmtx + 4 * i).unwrap_or(0)
-        }
-
-        /// Kerning between two glyphs, font units.
-        pub(super) fn kern(&self, left: u16, right: u16) -> i16 {
-            let Some((pairs, count)) = self.kern_pairs else {
-                return 0;
-            };
-            let needle = u32::from(left) << 16 | u32::from(right);
-            let (mut lo, mut hi) = (0, count);
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                let Some(pair) = u32_at(self.data, pairs + 6 * mid) else {
-                    return 0;
-                };
-                match pair.cmp(&needle) {
-                    std::cmp::Ordering::Less => lo = mid + 1,
-                    std::cmp::Ordering::Greater => hi = mid,
-                    std::cmp::Ordering::Equal => {
-                        return i16_at(self.data, pairs + 6 * mid + 4).unwrap_or(0);
-                    }
-                }
-            }
-            0
-        }
-
-        /// Left edge of the glyph's outline, font units; `None` for a glyph
-        /// with no outline (a space).
-        pub(super) fn x_min(&self, glyph: u16) -> Option<i16> {
-            let (d, g) = (self.data, usize::from(glyph));
-            let (start, end) = if self.long_loca {
-                (
-                    u32_at(d, self.loca + 4 * g)? as usize,
-                    u32_at(d, self.loca + 4 * g + 4)? as usize,
-                )
-            } else {
-                (
-                    2 * usize::from(u16_at(d, self.loca + 2 * g)?),
-                    2 * usize::from(u16_at(d, self.loca + 2 * g + 2)?),
-                )
-            };
-            (end > start)
-                .then(|| i16_at(d, self.glyf + start + 2))
-                .flatten()
-        }
-
-        /// Each character of `text` with the x, in pixels from the text's
-        /// origin, where its glyph bitmap's left edge belongs at plotters
-        /// font size `size`: ab_glyph's pen position (advances and kerning
-        /// summed in f32, truncated as plotters does) plus the outline's
-        /// left bearing.
-        pub(super) fn glyph_lefts(&self, text: &str, size: f32) -> Vec<(char, i32)> {
-            let scale = size / self.height;
-            let mut pen = 0f32;
-            let mut prev = None;
-            text.chars()
-                .map(|c| {
-                    let glyph = self.glyph(c);
-                    if let Some(p) = prev {
-                        pen += f32::from(self.kern(p, glyph)) * scale;
-                    }
-                    prev = Some(glyph);
-                    let bearing = self
-                        .x_min(glyph)
-                        .map_or(0, |x| (f32::from(x) * scale).floor() as i32);
-                    let left = pen as i32 + bearing;
-                    pen += f32::from(self.advance(glyph)) * scale;
-                    (c, left)
-                })
-                .collect()
-        }
-
-        /// Width of `text` as plotters' ab_glyph layout estimates it.
-        #[cfg(test)]
-        pub(super) fn width(&self, text: &str, size: f32) -> i32 {
-            let scale = size / self.height;
-            let mut width = 0f32;
-            let mut prev = None;
-            for c in text.chars() {
-                let glyph = self.glyph(c);
-                width += f32::from(self.advance(glyph)) * scale;
-                if let Some(p) = prev {
-                    width += f32::from(self.kern(p, glyph)) * scale;
-                }
-                prev = Some(glyph);
-            }
-            width as i32
-        }
-    }
-}
-
-/// The bundled font's tables, read once.
-fn face() -> Result<&'static glyphs::Face, String> {
-    static FACE: OnceLock<Option<glyphs::Face>> = OnceLock::new();
-    FACE.get_or_init(|| glyphs::Face::parse(FONT))
-        .as_ref()
-        .ok_or_else(|| "the bundled font lacks a table needed to place glyphs".to_string())
+    root.present().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -1044,38 +801,71 @@ mod tests {
     }
 
     #[test]
-    fn glyph_metrics_match_the_font() {
-        let face = face().expect("bundled font parses");
-        // Values read from the font's cmap, hmtx, glyf and kern tables.
-        assert_eq!(face.glyph('1'), 20);
-        assert_eq!(face.glyph('t'), 87);
-        assert_eq!((face.advance(20), face.x_min(20)), (1171, Some(188)));
-        assert_eq!((face.advance(87), face.x_min(87)), (723, Some(31)));
-        assert_eq!(face.x_min(face.glyph(' ')), None);
-        assert_eq!(face.kern(face.glyph('T'), face.glyph('o')), -143);
-        assert_eq!(face.kern(face.glyph('o'), face.glyph('T')), 0);
-        assert_eq!(face.glyph('\u{10348}'), 0);
+    fn side_bearings_move_glyphs_right_of_the_pen() {
+        let font = font().expect("bundled font loads");
+        // At a size equal to Open Sans's ascent minus descent, a pixel is a
+        // font unit: '1' advances 1171 units and its outline starts 188
+        // units right of the pen.
+        assert_eq!(
+            glyph_lefts(font, "11", 2789.0),
+            [('1', 188), ('1', 1171 + 188)]
+        );
+        // 'T' advances 1133 units and kerns -143 units with 'o', whose
+        // outline starts 115 units right of its pen position.
+        assert_eq!(
+            glyph_lefts(font, "To", 2789.0),
+            [('T', 18), ('o', 1133 - 143 + 115)]
+        );
     }
 
     #[test]
-    fn glyph_layout_agrees_with_plotters() {
-        register_font().expect("font registers");
-        let face = face().expect("bundled font parses");
-        for size in [19.0, 20.0, 30.0] {
-            let font = FontDesc::new(FontFamily::Name(FAMILY), size, FontStyle::Normal);
+    fn glyph_runs_end_where_plotters_measures_the_text() {
+        let font = font().expect("bundled font loads");
+        let mut buf = vec![0u8; 3];
+        let root = BitMapBackend::with_buffer(&mut buf, (1, 1)).into_drawing_area();
+        let pen = Pen {
+            root: &root,
+            mode: TextMode::PerGlyph(font),
+        };
+        for size in [LABEL_SIZE, LEGEND_SIZE, TITLE_SIZE] {
             for text in [
                 "percentile (log scale toward 100)",
                 "To Wo AV 99.999",
                 "0.005",
                 "max",
             ] {
-                let ((x0, _), (x1, _)) = font.layout_box(text).expect("layout");
-                assert_eq!(face.width(text, size as f32), x1 - x0, "{text:?} at {size}");
+                // A space ends the run: it has no outline, so its left is
+                // the pen position after the text.
+                let run = glyph_lefts(font, &format!("{text} "), size);
+                let end = run.last().expect("non-empty").1;
+                assert_eq!(end, pen.width(text, size), "{text:?} at {size}");
             }
         }
-        // Side bearings move letters right of the pen: '1' by 188 units.
-        let lefts = face.glyph_lefts("11", 2789.0);
-        assert_eq!(lefts, vec![('1', 188), ('1', 1171 + 188)]);
+    }
+
+    #[test]
+    fn per_glyph_bitmaps_start_where_placed() {
+        let font = font().expect("bundled font loads");
+        let (w, h) = (200u32, 60u32);
+        let mut buf = vec![255u8; (w * h * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+            let pen = Pen {
+                root: &root,
+                mode: TextMode::PerGlyph(font),
+            };
+            pen.text("1l", 40.0, (20, 30), (HPos::Left, VPos::Center), true)
+                .expect("drawn");
+            root.present().expect("presented");
+        }
+        let inked = |x: u32| (0..h).any(|y| buf[((y * w + x) * 3) as usize] < 128);
+        let first_ink = (0..w).find(|&x| inked(x)).expect("some ink");
+        let lefts = glyph_lefts(font, "1l", 40.0);
+        assert!(lefts[0].1 > 0, "{lefts:?}");
+        assert!(
+            first_ink.abs_diff(20 + lefts[0].1 as u32) <= 1,
+            "ink from x={first_ink}, placed at {lefts:?}"
+        );
     }
 
     #[test]
@@ -1165,23 +955,22 @@ mod tests {
 
     #[test]
     fn latency_ticks_thin_out_with_the_span() {
-        let labels =
-            |axis: &LatencyAxis| axis.ticks.iter().map(|t| t.1.clone()).collect::<Vec<_>>();
-        let wide = LatencyAxis::new(0.2..600.0, 480.0, 30.0);
+        let labels = |axis: &Axis| axis.ticks.iter().map(|t| t.1.clone()).collect::<Vec<_>>();
+        let wide = Axis::latency(0.2..600.0, 480.0, 30.0);
         assert_eq!(
             labels(&wide),
             [
                 "0.2", "0.5", "1", "2", "5", "10", "20", "50", "100", "200", "500"
             ]
         );
-        let huge = LatencyAxis::new(0.001..100_000.0, 480.0, 30.0);
+        let huge = Axis::latency(0.001..100_000.0, 480.0, 30.0);
         assert_eq!(
             labels(&huge),
             [
                 "0.001", "0.01", "0.1", "1", "10", "100", "1000", "10000", "100000"
             ]
         );
-        let narrow = LatencyAxis::new(9.0..20.0, 480.0, 30.0);
+        let narrow = Axis::latency(9.0..20.0, 480.0, 30.0);
         assert!(labels(&narrow).len() >= 3, "{:?}", labels(&narrow));
     }
 }

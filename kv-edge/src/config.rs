@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use kv_runtime::config::ConfigError;
+use kv_runtime::quic::PeerAddr;
 use kv_runtime::telemetry::LogFormat;
 use kv_runtime::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
@@ -13,12 +14,14 @@ use serde::{Deserialize, Serialize};
 pub struct EdgeConfig {
     /// TCP address of the HTTP API.
     pub http: SocketAddr,
-    /// Regional nodes' QUIC addresses; empty means straight to the origin.
-    pub regionals: Vec<SocketAddr>,
+    /// Regional nodes' QUIC addresses, `host:port`; empty means straight to
+    /// the origin. Keys are placed by rendezvous hashing over these names, so
+    /// every edge of a region must list the same ones.
+    pub regionals: Vec<PeerAddr>,
     /// The name regional nodes' certificates must carry.
     pub regional_name: String,
-    /// The origin's QUIC address.
-    pub origin: SocketAddr,
+    /// The origin's QUIC address, `host:port`.
+    pub origin: PeerAddr,
     /// The name the origin's certificate must carry.
     pub origin_name: String,
     /// Time limit of one upstream request, milliseconds.
@@ -45,9 +48,9 @@ impl Default for EdgeConfig {
     fn default() -> Self {
         Self {
             http: ([127, 0, 0, 1], 8787).into(),
-            regionals: vec![([127, 0, 0, 1], 7401).into()],
+            regionals: vec![SocketAddr::from(([127, 0, 0, 1], 7401)).into()],
             regional_name: kv_runtime::dev_certs::DEV_SERVER_NAME.into(),
-            origin: ([127, 0, 0, 1], 7400).into(),
+            origin: SocketAddr::from(([127, 0, 0, 1], 7400)).into(),
             origin_name: kv_runtime::dev_certs::DEV_SERVER_NAME.into(),
             upstream_timeout_ms: 2_000,
             node_down_secs: 5,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use kv_origin::{OriginConfig, OriginServer, StoreConfig};
 use kv_regional::{RegionalConfig, RegionalServer};
+use kv_runtime::metrics::Metrics;
 use kv_runtime::tls::TlsConfig;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -69,6 +70,8 @@ pub struct DevStack {
     pub origin_node: Arc<kv_origin::Origin>,
     /// The regional node, for its counters.
     pub regional_node: Arc<kv_regional::Regional>,
+    /// The registry all three tiers count in; the edge serves it on `/metrics`.
+    pub metrics: Arc<Metrics>,
     stops: Vec<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -82,7 +85,8 @@ impl DevStack {
         };
         let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
         let store_dir = options.data_dir.join("origin");
-        let origin = OriginServer::bind(&OriginConfig {
+        let metrics = Metrics::new();
+        let origin_config = OriginConfig {
             listen: loopback,
             store: StoreConfig {
                 url: format!("file://{}", store_dir.display()),
@@ -90,26 +94,35 @@ impl DevStack {
             },
             tls: tls.clone(),
             ..OriginConfig::default()
-        })?;
+        };
+        let store = kv_origin::Store::from_config(&origin_config.store)
+            .map_err(kv_origin::StartError::from)?;
+        let origin = OriginServer::bind_with(&origin_config, store, metrics.clone())?;
         let origin_addr = origin.local_addr()?;
-        let regional = RegionalServer::bind(&RegionalConfig {
-            listen: loopback,
-            origin: origin_addr,
-            data_dir: options.data_dir.join("regional"),
-            memory_mib: 128,
-            disk_mib: 256,
-            tls: tls.clone(),
-            ..RegionalConfig::default()
-        })
+        let regional = RegionalServer::bind_with(
+            &RegionalConfig {
+                listen: loopback,
+                origin: origin_addr.into(),
+                data_dir: options.data_dir.join("regional"),
+                memory_mib: 128,
+                disk_mib: 256,
+                tls: tls.clone(),
+                ..RegionalConfig::default()
+            },
+            metrics.clone(),
+        )
         .await?;
         let regional_addr = regional.local_addr()?;
-        let edge = EdgeServer::bind(&EdgeConfig {
-            http: options.http,
-            regionals: vec![regional_addr],
-            origin: origin_addr,
-            tls,
-            ..options.edge
-        })
+        let edge = EdgeServer::bind_with(
+            &EdgeConfig {
+                http: options.http,
+                regionals: vec![regional_addr.into()],
+                origin: origin_addr.into(),
+                tls,
+                ..options.edge
+            },
+            metrics.clone(),
+        )
         .await?;
         let http = edge.local_addr()?;
         let (edge_node, origin_node, regional_node) = (
@@ -150,6 +163,7 @@ impl DevStack {
             edge: edge_node,
             origin_node,
             regional_node,
+            metrics,
             stops,
             tasks,
         })

@@ -8,10 +8,11 @@ use kv_proto::{
     Body, DeleteRequest, Entry, GetRequest, Key, ListPage, ListRequest, Namespace, Op, PutRequest,
     Request, RequestId, Response, Status, Tier,
 };
+use kv_runtime::metrics::{AnsweredBy, CacheLookups, Metrics};
 use kv_runtime::singleflight::{Role, SingleFlight};
 use kv_runtime::time::{is_expired, unix_millis, unix_seconds};
 
-use crate::hot::{HotCache, HotEntry};
+use crate::hot::{HotCache, HotEntry, Lookup};
 use crate::upstream::Upstream;
 
 /// How long a write's version is remembered, so that reads through this
@@ -64,6 +65,9 @@ pub struct Edge {
     reads: SingleFlight<String, Result<Response, EdgeError>>,
     recent_writes: moka::sync::Cache<String, u64>,
     stats: EdgeStats,
+    lookups: CacheLookups,
+    answered_by: AnsweredBy,
+    coalesced: prometheus::IntCounter,
 }
 
 fn cache_key(namespace: &Namespace, key: &Key) -> String {
@@ -73,6 +77,17 @@ fn cache_key(namespace: &Namespace, key: &Key) -> String {
 impl Edge {
     /// An edge with `hot` in front of `upstream`.
     pub fn new(hot: HotCache, upstream: Upstream, default_cache_ttl: Duration) -> Self {
+        Self::with_metrics(hot, upstream, default_cache_ttl, &Metrics::new())
+    }
+
+    /// As [`Edge::new`], counting hot-cache lookups, answering tiers and
+    /// coalesced reads in `metrics`.
+    pub fn with_metrics(
+        hot: HotCache,
+        upstream: Upstream,
+        default_cache_ttl: Duration,
+        metrics: &Metrics,
+    ) -> Self {
         Self {
             hot,
             upstream: Arc::new(upstream),
@@ -83,7 +98,19 @@ impl Edge {
                 .time_to_live(RECENT_WRITES_TTL)
                 .build(),
             stats: EdgeStats::default(),
+            lookups: metrics.cache(Tier::Edge.as_str()),
+            answered_by: metrics.answered_by(),
+            coalesced: metrics.coalesced("edge"),
         }
+    }
+
+    /// Sets the hot cache's size gauges; called before each scrape.
+    pub fn report_cache_size(&self) {
+        let (bytes, entries) = self.hot.usage();
+        let as_gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.lookups.bytes.set(as_gauge(bytes));
+        self.lookups.entries.set(as_gauge(entries));
+        self.lookups.capacity.set(as_gauge(self.hot.capacity()));
     }
 
     /// The counters.
@@ -112,16 +139,33 @@ impl Edge {
     ) -> Result<Read, EdgeError> {
         let ck = cache_key(&namespace, &key);
         let written = self.recent_writes.get(&ck);
-        if let Some(hit) = self.hot.get(&ck).await
-            && written.is_none_or(|w| hit.entry.version >= w)
-            && !is_expired(hit.entry.expiration, unix_seconds())
-        {
-            self.stats.hot_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Read {
-                entry: Some(hit.entry),
-                tier: Tier::Edge,
-            });
-        }
+        let span = tracing::Span::current();
+        // A value older than this edge's own write, or past its expiration,
+        // is as stale as one past its cache TTL.
+        let result = match self.hot.lookup(&ck).await {
+            Lookup::Hit(hit)
+                if written.is_none_or(|w| hit.entry.version >= w)
+                    && !is_expired(hit.entry.expiration, unix_seconds()) =>
+            {
+                self.stats.hot_hits.fetch_add(1, Ordering::Relaxed);
+                self.lookups.hit.inc();
+                self.answered_by.inc(Tier::Edge);
+                span.record("cache", "hit");
+                return Ok(Read {
+                    entry: Some(hit.entry),
+                    tier: Tier::Edge,
+                });
+            }
+            Lookup::Hit(_) | Lookup::Stale(_) => {
+                self.lookups.stale.inc();
+                "stale"
+            }
+            Lookup::Miss => {
+                self.lookups.miss.inc();
+                "miss"
+            }
+        };
+        span.record("cache", result);
         let request = Request {
             id,
             op: Op::Get(GetRequest {
@@ -162,19 +206,22 @@ impl Edge {
             .await;
         if role == Role::Follower {
             self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+            self.coalesced.inc();
         } else {
             self.stats.upstream_reads.fetch_add(1, Ordering::Relaxed);
         }
         let response = result.map_err(|e| EdgeError::Unavailable(e.to_string()))??;
         let tier = response.tier.unwrap_or(Tier::Origin);
-        match (response.status, response.body) {
-            (Status::Ok, Body::Entry(entry)) => Ok(Read {
+        let read = match (response.status, response.body) {
+            (Status::Ok, Body::Entry(entry)) => Read {
                 entry: Some(entry),
                 tier,
-            }),
-            (Status::NotFound, _) => Ok(Read { entry: None, tier }),
-            (status, body) => Err(upstream_error(status, body)),
-        }
+            },
+            (Status::NotFound, _) => Read { entry: None, tier },
+            (status, body) => return Err(upstream_error(status, body)),
+        };
+        self.answered_by.inc(tier);
+        Ok(read)
     }
 }
 

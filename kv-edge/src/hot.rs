@@ -51,6 +51,17 @@ impl Expiry<String, HotEntry> for UntilFresh {
     }
 }
 
+/// The outcome of a lookup.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// A fresh entry.
+    Hit(HotEntry),
+    /// An entry past its cache TTL.
+    Stale(HotEntry),
+    /// Nothing cached.
+    Miss,
+}
+
 /// The hot cache; a capacity of 0 turns it off.
 #[derive(Debug, Clone)]
 pub struct HotCache {
@@ -81,8 +92,31 @@ impl HotCache {
 
     /// A fresh entry, if cached.
     pub async fn get(&self, key: &str) -> Option<HotEntry> {
-        let hit = self.cache.as_ref()?.get(key).await?;
-        (hit.fresh_until_ms > unix_millis()).then_some(hit)
+        match self.lookup(key).await {
+            Lookup::Hit(entry) => Some(entry),
+            Lookup::Stale(_) | Lookup::Miss => None,
+        }
+    }
+
+    /// What the cache holds for `key`: a fresh entry, one past its cache TTL
+    /// (not yet evicted), or nothing.
+    pub async fn lookup(&self, key: &str) -> Lookup {
+        let Some(cache) = &self.cache else {
+            return Lookup::Miss;
+        };
+        match cache.get(key).await {
+            Some(hit) if hit.fresh_until_ms > unix_millis() => Lookup::Hit(hit),
+            Some(stale) => Lookup::Stale(stale),
+            None => Lookup::Miss,
+        }
+    }
+
+    /// Capacity in bytes (0 when off).
+    pub fn capacity(&self) -> u64 {
+        self.cache
+            .as_ref()
+            .and_then(|c| c.policy().max_capacity())
+            .unwrap_or(0)
     }
 
     /// Caches `entry` when its size is admitted; otherwise forgets the key.
@@ -99,6 +133,13 @@ impl HotCache {
     pub async fn remove(&self, key: &str) {
         if let Some(cache) = &self.cache {
             cache.invalidate(key).await;
+        }
+    }
+
+    /// Applies moka's pending bookkeeping, so [`HotCache::usage`] is current.
+    pub async fn settle(&self) {
+        if let Some(cache) = &self.cache {
+            cache.run_pending_tasks().await;
         }
     }
 

@@ -7,6 +7,7 @@
 //! | `DELETE /v1/{namespace}/{key}` | 204 |
 //! | `GET /v1/{namespace}?prefix=&cursor=&limit=` | `{"keys": [...], "list_complete": bool, "cursor": ...}` |
 //! | `GET /healthz`, `GET /readyz` | the process is up; an upstream is reachable |
+//! | `GET /metrics` | Prometheus metrics (every tier this process runs) |
 //!
 //! Keys are percent-decoded from the path and may contain `/`. Every error
 //! is JSON: `{"error": {"code": "...", "message": "..."}}`.
@@ -17,12 +18,14 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kv_proto::limits::{MAX_KEY_LEN, MAX_LIST_LIMIT, MAX_VALUE_LEN};
 use kv_proto::{Key, ListRequest, Metadata, Namespace, PutRequest, RequestId, Status};
+use kv_runtime::metrics::{Metrics, Served};
 use kv_runtime::time::unix_seconds;
 use serde_json::json;
 use tracing::Instrument;
@@ -62,16 +65,26 @@ static KV_EXPIRATION: HeaderName = HeaderName::from_static("kv-expiration");
 static KV_METADATA: HeaderName = HeaderName::from_static("kv-metadata");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The API's routes over `edge`.
-pub fn router(edge: Arc<Edge>, options: ApiOptions) -> Router {
+const LIST_ROUTE: &str = "/v1/{namespace}";
+const KEY_ROUTE: &str = "/v1/{namespace}/{*key}";
+
+/// The API's routes over `edge`; `/metrics` serves `metrics`.
+pub fn router(edge: Arc<Edge>, options: ApiOptions, metrics: Arc<Metrics>) -> Router {
+    let served = metrics.served("edge");
+    let scraped = edge.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/v1/{namespace}", get(list))
         .route(
-            "/v1/{namespace}/{*key}",
-            get(get_key).put(put_key).delete(delete_key),
+            "/metrics",
+            get(move || async move {
+                // The hot cache's size gauges read moka's bookkeeping: settle it first.
+                scraped.hot().settle().await;
+                kv_runtime::metrics_server::render(&metrics)
+            }),
         )
+        .route(LIST_ROUTE, get(list))
+        .route(KEY_ROUTE, get(get_key).put(put_key).delete(delete_key))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -82,7 +95,41 @@ pub fn router(edge: Arc<Edge>, options: ApiOptions) -> Router {
         })
         // PUT enforces the value limit itself, so it can answer 413 early.
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(served, count_request))
         .with_state(Arc::new(Api { edge, options }))
+}
+
+/// Counts every API request (not health checks or scrapes) in
+/// `tierkv_requests_total{tier="edge"}` and its duration.
+async fn count_request(State(served): State<Served>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let op = match (route.as_deref(), request.method()) {
+        (Some("/healthz" | "/readyz" | "/metrics"), _) => return next.run(request).await,
+        (Some(LIST_ROUTE), &Method::GET) => "list",
+        (Some(KEY_ROUTE), &Method::GET) => "get",
+        (Some(KEY_ROUTE), &Method::PUT) => "put",
+        (Some(KEY_ROUTE), &Method::DELETE) => "delete",
+        _ => "other",
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    served.observe(op, status_of(response.status()), started.elapsed());
+    response
+}
+
+/// The protocol status an HTTP answer stands for.
+fn status_of(code: StatusCode) -> Status {
+    match code {
+        StatusCode::NOT_FOUND => Status::NotFound,
+        StatusCode::PAYLOAD_TOO_LARGE => Status::TooLarge,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => Status::Unavailable,
+        code if code.is_success() || code.is_redirection() => Status::Ok,
+        code if code.is_client_error() => Status::BadRequest,
+        _ => Status::Internal,
+    }
 }
 
 /// An error answer.
@@ -194,16 +241,37 @@ fn with_request_id(mut response: Response, id: RequestId) -> Response {
     response
 }
 
-fn span(id: RequestId, op: &'static str, namespace: &str, key: Option<&str>) -> tracing::Span {
+/// The span of one API request. The namespace and key hash are recorded
+/// once the path is parsed; `cache` (the hot cache's result) by the edge;
+/// `answered_by` and `status` when the answer is ready.
+fn span(id: RequestId, op: &'static str) -> tracing::Span {
     tracing::info_span!(
-        "http",
+        "request",
         request_id = %id,
+        tier = "edge",
         op,
-        namespace,
-        key_hash = key.map(kv_runtime::telemetry::key_hash),
-        tier = tracing::field::Empty,
+        namespace = tracing::field::Empty,
+        key_hash = tracing::field::Empty,
+        cache = tracing::field::Empty,
+        answered_by = tracing::field::Empty,
         status = tracing::field::Empty,
     )
+}
+
+fn record_target(span: &tracing::Span, namespace: &Namespace, key: Option<&Key>) {
+    span.record("namespace", namespace.as_str());
+    if let Some(key) = key {
+        span.record("key_hash", kv_runtime::telemetry::key_hash(key.as_str()));
+    }
+}
+
+/// Turns a handler's result into the answer: the request id header, the
+/// span's status, and one debug line per request.
+fn finish(span: &tracing::Span, id: RequestId, result: Result<Response, ApiError>) -> Response {
+    let response = with_request_id(result.unwrap_or_else(IntoResponse::into_response), id);
+    span.record("status", response.status().as_u16());
+    span.in_scope(|| tracing::debug!("answered"));
+    response
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -230,9 +298,10 @@ async fn get_key(
     headers: HeaderMap,
 ) -> Response {
     let id = request_id(&headers);
+    let span = span(id, "get");
     let result = async {
         let (ns, key) = target(path)?;
-        let span = span(id, "get", ns.as_str(), Some(key.as_str()));
+        record_target(&tracing::Span::current(), &ns, Some(&key));
         let params = params(query)?;
         let cache_ttl = match number(&params, "cache_ttl")? {
             Some(ttl) if ttl < api.options.min_cache_ttl => {
@@ -244,14 +313,9 @@ async fn get_key(
             Some(ttl) => Some(u32::try_from(ttl).unwrap_or(u32::MAX)),
             None => None,
         };
-        let read = api
-            .edge
-            .get(id, ns, key, cache_ttl)
-            .instrument(span.clone())
-            .await?;
-        span.record("tier", read.tier.as_str());
+        let read = api.edge.get(id, ns, key, cache_ttl).await?;
+        tracing::Span::current().record("answered_by", read.tier.as_str());
         let Some(entry) = read.entry else {
-            span.record("status", 404);
             let mut response =
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", "key not found").into_response();
             response.headers_mut().insert(
@@ -273,7 +337,6 @@ async fn get_key(
         } else {
             Body::from(entry.value).into_response()
         };
-        span.record("status", response.status().as_u16());
         let headers = response.headers_mut();
         if !matches {
             headers.insert(
@@ -294,8 +357,9 @@ async fn get_key(
         }
         Ok(response)
     }
+    .instrument(span.clone())
     .await;
-    with_request_id(result.unwrap_or_else(IntoResponse::into_response), id)
+    finish(&span, id, result)
 }
 
 fn header_value(text: &str) -> HeaderValue {
@@ -310,9 +374,10 @@ async fn put_key(
     body: Body,
 ) -> Response {
     let id = request_id(&headers);
+    let span = span(id, "put");
     let result = async {
         let (ns, key) = target(path)?;
-        let span = span(id, "put", ns.as_str(), Some(key.as_str()));
+        record_target(&tracing::Span::current(), &ns, Some(&key));
         let params = params(query)?;
         let min_ttl = api.options.min_expiration_ttl;
         let expiration = match (
@@ -348,11 +413,12 @@ async fn put_key(
         let mut put = PutRequest::new(ns, key, value).map_err(|e| too_large(e.to_string()))?;
         put.expiration = expiration;
         put.metadata = metadata;
-        let version = api.edge.put(id, put).instrument(span).await?;
+        let version = api.edge.put(id, put).await?;
         Ok(axum::Json(json!({ "version": version })).into_response())
     }
+    .instrument(span.clone())
     .await;
-    with_request_id(result.unwrap_or_else(IntoResponse::into_response), id)
+    finish(&span, id, result)
 }
 
 fn too_large(message: String) -> ApiError {
@@ -389,14 +455,16 @@ async fn delete_key(
     headers: HeaderMap,
 ) -> Response {
     let id = request_id(&headers);
+    let span = span(id, "delete");
     let result = async {
         let (ns, key) = target(path)?;
-        let span = span(id, "delete", ns.as_str(), Some(key.as_str()));
-        api.edge.delete(id, ns, key).instrument(span).await?;
+        record_target(&tracing::Span::current(), &ns, Some(&key));
+        api.edge.delete(id, ns, key).await?;
         Ok::<_, ApiError>(StatusCode::NO_CONTENT.into_response())
     }
+    .instrument(span.clone())
     .await;
-    with_request_id(result.unwrap_or_else(IntoResponse::into_response), id)
+    finish(&span, id, result)
 }
 
 async fn list(
@@ -406,10 +474,11 @@ async fn list(
     headers: HeaderMap,
 ) -> Response {
     let id = request_id(&headers);
+    let span = span(id, "list");
     let result = async {
         let Path(ns) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
         let ns = namespace(&ns)?;
-        let span = span(id, "list", ns.as_str(), None);
+        record_target(&tracing::Span::current(), &ns, None);
         let params = params(query)?;
         let limit = match number(&params, "limit")? {
             None => MAX_LIST_LIMIT,
@@ -432,7 +501,6 @@ async fn list(
                     limit,
                 },
             )
-            .instrument(span)
             .await?;
         let keys: Vec<_> = page
             .keys
@@ -449,6 +517,7 @@ async fn list(
             json!({ "keys": keys, "list_complete": page.cursor.is_none(), "cursor": page.cursor });
         Ok::<_, ApiError>(axum::Json(body).into_response())
     }
+    .instrument(span.clone())
     .await;
-    with_request_id(result.unwrap_or_else(IntoResponse::into_response), id)
+    finish(&span, id, result)
 }

@@ -15,6 +15,7 @@ use kv_edge::EdgeConfig;
 use kv_edge::dev::{DevOptions, DevStack};
 use kv_runtime::cli::CommonArgs;
 use kv_runtime::config::set;
+use kv_runtime::quic::PeerAddr;
 use kv_runtime::telemetry;
 
 /// The tierkv edge: an HTTP API with an in-process hot cache.
@@ -51,16 +52,17 @@ struct ServeArgs {
     /// HTTP address [default: 127.0.0.1:8787].
     #[arg(long, env = "TIERKV_EDGE_HTTP")]
     http: Option<SocketAddr>,
-    /// Regional nodes' QUIC addresses, comma-separated; an empty value means
-    /// none (straight to the origin) [default: 127.0.0.1:7401].
+    /// Regional nodes' QUIC addresses (HOST:PORT, DNS names resolved at each
+    /// dial), comma-separated; every edge must list the same names. An empty
+    /// value means none (straight to the origin) [default: 127.0.0.1:7401].
     #[arg(long, env = "TIERKV_EDGE_REGIONALS", value_delimiter = ',', num_args = 0.., value_parser = regional_addr)]
-    regionals: Option<Vec<Option<SocketAddr>>>,
+    regionals: Option<Vec<Option<PeerAddr>>>,
     /// The name regional nodes' certificates must carry [default: localhost].
     #[arg(long, env = "TIERKV_EDGE_REGIONAL_NAME")]
     regional_name: Option<String>,
-    /// The origin's QUIC address [default: 127.0.0.1:7400].
+    /// The origin's QUIC address, HOST:PORT [default: 127.0.0.1:7400].
     #[arg(long, env = "TIERKV_EDGE_ORIGIN")]
-    origin: Option<SocketAddr>,
+    origin: Option<PeerAddr>,
     /// The name the origin's certificate must carry [default: localhost].
     #[arg(long, env = "TIERKV_EDGE_ORIGIN_NAME")]
     origin_name: Option<String>,
@@ -118,10 +120,13 @@ impl ServeArgs {
 }
 
 /// A regional address; an empty one (`--regionals ''`) stands for none.
-fn regional_addr(text: &str) -> Result<Option<SocketAddr>, String> {
+fn regional_addr(text: &str) -> Result<Option<PeerAddr>, String> {
     match text.trim() {
         "" => Ok(None),
-        addr => addr.parse().map(Some).map_err(|e| format!("{addr:?}: {e}")),
+        addr => addr
+            .parse::<PeerAddr>()
+            .map(Some)
+            .map_err(|e| e.to_string()),
     }
 }
 

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kv_runtime::metrics::Metrics;
 use kv_runtime::quic::{Connector, ConnectorError, TransportOptions};
 use kv_runtime::tls::TlsError;
 
@@ -40,20 +41,32 @@ pub struct EdgeServer {
     edge: Arc<Edge>,
     listener: tokio::net::TcpListener,
     options: ApiOptions,
+    metrics: Arc<Metrics>,
 }
 
 impl EdgeServer {
     /// Loads certificates, sets up links and binds the HTTP address.
     pub async fn bind(config: &EdgeConfig) -> Result<Self, StartError> {
+        Self::bind_with(config, Metrics::new()).await
+    }
+
+    /// As [`EdgeServer::bind`], counting in `metrics` (which the tiers of one
+    /// process may share); `GET /metrics` serves the whole registry.
+    pub async fn bind_with(config: &EdgeConfig, metrics: Arc<Metrics>) -> Result<Self, StartError> {
         let tls = config.tls.load()?;
         let connector = Connector::new(&tls, TransportOptions::default())?;
         let timeout = Duration::from_millis(config.upstream_timeout_ms);
         let regionals = config
             .regionals
             .iter()
-            .map(|addr| connector.link(*addr, config.regional_name.clone(), timeout))
+            .map(|addr| {
+                let link = connector.link(addr.clone(), config.regional_name.clone(), timeout);
+                link.observe(&metrics, "edge", "regional");
+                link
+            })
             .collect();
-        let origin = connector.link(config.origin, config.origin_name.clone(), timeout);
+        let origin = connector.link(config.origin.clone(), config.origin_name.clone(), timeout);
+        origin.observe(&metrics, "edge", "origin");
         let upstream = Upstream::new(
             regionals,
             origin,
@@ -63,11 +76,20 @@ impl EdgeServer {
             config.hot_cache_mib * 1024 * 1024,
             config.hot_max_value_kib * 1024,
         );
-        let edge = Arc::new(Edge::new(
+        let edge = Arc::new(Edge::with_metrics(
             hot,
             upstream,
             Duration::from_secs(config.cache_ttl_secs),
+            &metrics,
         ));
+        let node = Arc::downgrade(&edge);
+        metrics.on_scrape(move || {
+            let Some(node) = node.upgrade() else {
+                return false;
+            };
+            node.report_cache_size();
+            true
+        });
         let listener = tokio::net::TcpListener::bind(config.http)
             .await
             .map_err(|source| StartError::Bind {
@@ -82,7 +104,13 @@ impl EdgeServer {
             edge,
             listener,
             options,
+            metrics,
         })
+    }
+
+    /// The registry this edge counts in and serves on `/metrics`.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The bound HTTP address.
@@ -101,7 +129,7 @@ impl EdgeServer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = ?self.listener.local_addr().ok(), "serving HTTP");
-        let app = http::router(self.edge, self.options);
+        let app = http::router(self.edge, self.options, self.metrics);
         // Small answers go out at once rather than waiting on Nagle's algorithm.
         let listener = self.listener.tap_io(|stream| {
             let _ = stream.set_nodelay(true);

@@ -236,8 +236,8 @@ async fn the_answering_tier_moves_from_origin_to_regional_memory_to_edge() {
     let writer = ExtraEdge::start(
         f._dir.path(),
         EdgeConfig {
-            regionals: vec![f.stack.regional],
-            origin: f.stack.origin,
+            regionals: vec![f.stack.regional.into()],
+            origin: f.stack.origin.into(),
             ..EdgeConfig::default()
         },
     )
@@ -480,7 +480,7 @@ async fn a_thousand_concurrent_cold_reads_make_one_origin_read() {
         f._dir.path(),
         EdgeConfig {
             regionals: vec![],
-            origin: f.stack.origin,
+            origin: f.stack.origin.into(),
             hot_cache_mib: 0,
             ..EdgeConfig::default()
         },
@@ -530,8 +530,8 @@ async fn with_no_tier_reachable_the_edge_answers_503_within_its_timeout() {
     let edge = ExtraEdge::start(
         dir.path(),
         EdgeConfig {
-            regionals: vec![closed],
-            origin: closed,
+            regionals: vec![closed.into()],
+            origin: closed.into(),
             upstream_timeout_ms: 500,
             ..EdgeConfig::default()
         },
@@ -611,7 +611,7 @@ async fn a_regional_node_stopped_mid_test_costs_no_failed_reads() {
     // A second regional node beside the stack's own.
     let second = kv_regional::RegionalServer::bind(&kv_regional::RegionalConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        origin: f.stack.origin,
+        origin: f.stack.origin.into(),
         data_dir: f._dir.path().join("regional-2"),
         memory_mib: 16,
         disk_mib: 64,
@@ -629,8 +629,8 @@ async fn a_regional_node_stopped_mid_test_costs_no_failed_reads() {
     let edge = ExtraEdge::start(
         f._dir.path(),
         EdgeConfig {
-            regionals: vec![f.stack.regional, second_addr],
-            origin: f.stack.origin,
+            regionals: vec![f.stack.regional.into(), second_addr.into()],
+            origin: f.stack.origin.into(),
             hot_cache_mib: 0,
             upstream_timeout_ms: 1_000,
             ..EdgeConfig::default()

@@ -15,6 +15,8 @@ use crate::store::StoreConfig;
 pub struct OriginConfig {
     /// UDP address to serve QUIC on.
     pub listen: SocketAddr,
+    /// TCP address to serve Prometheus metrics on (`/metrics`); none when unset.
+    pub metrics: Option<SocketAddr>,
     /// The object store.
     pub store: StoreConfig,
     /// Certificates.
@@ -27,6 +29,7 @@ impl Default for OriginConfig {
     fn default() -> Self {
         Self {
             listen: ([127, 0, 0, 1], 7400).into(),
+            metrics: None,
             store: StoreConfig::default(),
             tls: TlsConfig {
                 dev_certs: Some("./.tierkv/certs".into()),

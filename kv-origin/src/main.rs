@@ -23,6 +23,9 @@ struct Args {
     /// UDP address to serve QUIC on [default: 127.0.0.1:7400].
     #[arg(long, env = "TIERKV_ORIGIN_LISTEN")]
     listen: Option<SocketAddr>,
+    /// TCP address to serve Prometheus metrics on, at /metrics [default: none].
+    #[arg(long, env = "TIERKV_ORIGIN_METRICS")]
+    metrics: Option<SocketAddr>,
     /// Object store URL: file:///path, memory:///, s3://bucket[/prefix]
     /// (gs:// and az:// with the gcp and azure features) [default: file://./.tierkv/origin].
     #[arg(long, env = "TIERKV_ORIGIN_STORE")]
@@ -61,6 +64,7 @@ impl Args {
         let mut config: OriginConfig = kv_runtime::config::load_toml(self.config.as_deref())?;
         let store = &mut config.store;
         set(&mut config.listen, self.listen);
+        set_some(&mut config.metrics, self.metrics);
         set(&mut store.url, self.store);
         set_some(&mut store.s3_endpoint, self.s3_endpoint);
         set_some(&mut store.s3_region, self.s3_region);
@@ -83,7 +87,12 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(config.log_format);
     let shutdown = kv_runtime::shutdown::signal();
     let server = OriginServer::bind(&config).context("kv-origin: cannot start")?;
-    tracing::info!(addr = %server.local_addr()?, store = %config.store.url, "kv-origin ready");
+    tracing::info!(
+        addr = %server.local_addr()?,
+        metrics = ?server.metrics_addr(),
+        store = %config.store.url,
+        "kv-origin ready"
+    );
     server.serve(shutdown).await;
     Ok(())
 }

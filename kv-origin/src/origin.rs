@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use kv_proto::{
     DeleteRequest, Entry, GetRequest, Key, ListPage, ListRequest, ListedKey, Op, PutRequest,
     Request, Response, Tier,
 };
+use kv_runtime::metrics::Metrics;
 use kv_runtime::quic::Handler;
 use kv_runtime::singleflight::{Role, SingleFlight};
 use kv_runtime::time::{is_expired, unix_seconds};
@@ -37,12 +37,18 @@ pub struct Origin {
     reads: SingleFlight<Path, ReadResult>,
     write_locks: Vec<tokio::sync::Mutex<()>>,
     hasher: std::collections::hash_map::RandomState,
-    coalesced: AtomicU64,
+    coalesced: prometheus::IntCounter,
 }
 
 impl Origin {
-    /// An origin over `store`.
+    /// An origin over `store`, counting only for itself.
     pub fn new(store: Store) -> Self {
+        Self::with_metrics(store, &Metrics::new())
+    }
+
+    /// An origin over `store` that counts coalesced reads in `metrics`
+    /// (the store counts its own calls: see [`Store::observed`]).
+    pub fn with_metrics(store: Store, metrics: &Metrics) -> Self {
         let layout = Layout::new(store.root().clone());
         Self {
             store,
@@ -53,7 +59,7 @@ impl Origin {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             hasher: Default::default(),
-            coalesced: AtomicU64::new(0),
+            coalesced: metrics.coalesced("origin"),
         }
     }
 
@@ -64,7 +70,7 @@ impl Origin {
 
     /// Reads that waited on another read of the same key.
     pub fn coalesced(&self) -> u64 {
-        self.coalesced.load(Ordering::Relaxed)
+        self.coalesced.get()
     }
 
     /// Reads a key; `None` when it is missing or expired. Concurrent reads of
@@ -79,7 +85,7 @@ impl Origin {
             .run(path, move || read_entry(store, read_path, key))
             .await;
         if role == Role::Follower {
-            self.coalesced.fetch_add(1, Ordering::Relaxed);
+            self.coalesced.inc();
         }
         let entry = result.map_err(|e| OriginError::Internal(e.to_string()))??;
         Ok(entry.filter(|entry| {
@@ -226,9 +232,7 @@ impl Origin {
                 .map(|version| Response::written(id, version)),
             Op::List(list) => self.list(list).await.map(|page| Response::page(id, page)),
         };
-        let response = result.unwrap_or_else(|e| Response::error(id, e.status(), e.to_string()));
-        tracing::debug!(status = %response.status, "answered");
-        response
+        result.unwrap_or_else(|e| Response::error(id, e.status(), e.to_string()))
     }
 }
 

@@ -4,6 +4,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use kv_runtime::metrics::Metrics;
+use kv_runtime::metrics_server::MetricsServer;
 use kv_runtime::quic::{QuicServer, ServerError, ServerOptions};
 use kv_runtime::tls::TlsError;
 
@@ -23,6 +25,14 @@ pub enum StartError {
     /// The endpoint could not be bound.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The metrics address could not be bound.
+    #[error("cannot bind metrics on {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 /// An origin bound to its address, ready to serve.
@@ -30,23 +40,59 @@ pub enum StartError {
 pub struct OriginServer {
     origin: Arc<Origin>,
     server: QuicServer,
+    metrics: Arc<Metrics>,
+    metrics_server: Option<MetricsServer>,
 }
 
 impl OriginServer {
-    /// Builds the store, loads certificates and binds the endpoint.
+    /// Builds the store, loads certificates and binds the endpoint (and the
+    /// metrics address, when one is configured).
     pub fn bind(config: &OriginConfig) -> Result<Self, StartError> {
         let store = Store::from_config(&config.store)?;
-        Self::bind_with_store(config, store)
+        Self::bind_with(config, store, Metrics::new())
     }
 
     /// As [`OriginServer::bind`], over a store built by the caller.
     pub fn bind_with_store(config: &OriginConfig, store: Store) -> Result<Self, StartError> {
+        Self::bind_with(config, store, Metrics::new())
+    }
+
+    /// As [`OriginServer::bind`], over a store built by the caller, counting
+    /// in `metrics` (which the tiers of one process may share).
+    pub fn bind_with(
+        config: &OriginConfig,
+        store: Store,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StartError> {
         let tls = config.tls.load()?;
-        let server = QuicServer::bind(config.listen, &tls, ServerOptions::default())?;
+        let metrics_server = config
+            .metrics
+            .map(|addr| {
+                MetricsServer::bind(addr, metrics.clone())
+                    .map_err(|source| StartError::Metrics { addr, source })
+            })
+            .transpose()?;
+        let options = ServerOptions::new("origin", metrics.clone());
+        let server = QuicServer::bind(config.listen, &tls, options)?;
+        let store = store.observed(&metrics);
         Ok(Self {
-            origin: Arc::new(Origin::new(store)),
+            origin: Arc::new(Origin::with_metrics(store, &metrics)),
             server,
+            metrics,
+            metrics_server,
         })
+    }
+
+    /// The bound metrics address, when metrics are served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server
+            .as_ref()
+            .and_then(|m| m.local_addr().ok())
+    }
+
+    /// The registry this origin counts in.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The bound address.
@@ -60,7 +106,9 @@ impl OriginServer {
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
+    /// Metrics are served for as long as requests are.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let _metrics = self.metrics_server.map(MetricsServer::spawn);
         self.server.serve(Arc::new(self.origin), shutdown).await;
     }
 }

@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use kv_runtime::metrics::{Metrics, StoreCalls};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -93,6 +94,7 @@ pub struct Store {
     timeout: Duration,
     retries: u32,
     stats: Arc<StoreStats>,
+    calls: Option<StoreCalls>,
 }
 
 impl Store {
@@ -118,6 +120,19 @@ impl Store {
             timeout: Duration::from_millis(config.timeout_ms.max(1)),
             retries: config.retries,
             stats: Arc::default(),
+            calls: None,
+        }
+    }
+
+    /// Counts every call (each attempt) and its duration in `metrics`.
+    pub fn observed(mut self, metrics: &Metrics) -> Self {
+        self.calls = Some(metrics.store_calls());
+        self
+    }
+
+    fn observe(&self, op: &'static str, status: &'static str, started: Instant) {
+        if let Some(calls) = &self.calls {
+            calls.observe(op, status, started.elapsed());
         }
     }
 
@@ -139,7 +154,7 @@ impl Store {
     /// Reads a whole object; `None` when it does not exist.
     pub async fn get(&self, path: &Path) -> Result<Option<Bytes>, StoreError> {
         self.stats.gets.fetch_add(1, Ordering::Relaxed);
-        self.call("get", || async {
+        self.call("get", Option::is_some, || async {
             match self.inner.get(path).await {
                 Ok(result) => result.bytes().await.map(Some),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -152,7 +167,7 @@ impl Store {
     /// Reads the first `len` bytes of an object; `None` when it does not exist.
     pub async fn get_prefix(&self, path: &Path, len: u64) -> Result<Option<Bytes>, StoreError> {
         self.stats.head_reads.fetch_add(1, Ordering::Relaxed);
-        self.call("get_range", || async {
+        self.call("get_range", Option::is_some, || async {
             match self.inner.get_range(path, 0..len).await {
                 Ok(bytes) => Ok(Some(bytes)),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -166,21 +181,27 @@ impl Store {
     pub async fn put(&self, path: &Path, chunks: Vec<Bytes>) -> Result<(), StoreError> {
         self.stats.puts.fetch_add(1, Ordering::Relaxed);
         let payload: PutPayload = chunks.into_iter().collect();
-        self.call("put", || async {
-            self.inner.put(path, payload.clone()).await.map(drop)
-        })
+        self.call(
+            "put",
+            |_| true,
+            || async { self.inner.put(path, payload.clone()).await.map(drop) },
+        )
         .await
     }
 
     /// Deletes an object; deleting a missing one succeeds.
     pub async fn delete(&self, path: &Path) -> Result<(), StoreError> {
         self.stats.deletes.fetch_add(1, Ordering::Relaxed);
-        self.call("delete", || async {
-            match self.inner.delete(path).await {
-                Err(object_store::Error::NotFound { .. }) => Ok(()),
-                other => other,
-            }
-        })
+        self.call(
+            "delete",
+            |_| true,
+            || async {
+                match self.inner.delete(path).await {
+                    Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    other => other,
+                }
+            },
+        )
         .await
     }
 
@@ -194,16 +215,34 @@ impl Store {
         self.stats.lists.fetch_add(1, Ordering::Relaxed);
         let timeout = self.timeout;
         let stats = self.stats.clone();
+        let calls = self.calls.clone();
         let inner = self.inner.list_with_offset(Some(dir), offset);
+        // One LIST call is counted when its stream ends or fails.
+        let started = Instant::now();
         futures::stream::unfold(Some(inner), move |state| {
             let stats = stats.clone();
+            let calls = calls.clone();
             async move {
                 let mut inner = state?;
+                let count = |status| {
+                    if let Some(calls) = &calls {
+                        calls.observe("list", status, started.elapsed());
+                    }
+                };
                 let item = match tokio::time::timeout(timeout, inner.next()).await {
-                    Ok(None) => return None,
+                    Ok(None) => {
+                        count("ok");
+                        return None;
+                    }
                     Ok(Some(Ok(meta))) => Ok(meta),
-                    Ok(Some(Err(e))) => Err(e.to_string()),
-                    Err(_) => Err(format!("no answer within {timeout:?}")),
+                    Ok(Some(Err(e))) => {
+                        count("error");
+                        Err(e.to_string())
+                    }
+                    Err(_) => {
+                        count("timeout");
+                        Err(format!("no answer within {timeout:?}"))
+                    }
                 };
                 match item {
                     Ok(meta) => Some((Ok(meta), Some(inner))),
@@ -225,7 +264,13 @@ impl Store {
     }
 
     /// Runs `call` with a timeout per attempt and bounded, backed-off retries.
-    async fn call<T, F, Fut>(&self, op: &'static str, call: F) -> Result<T, StoreError>
+    /// `found` tells a successful answer from a "not found" one, for the metrics.
+    async fn call<T, F, Fut>(
+        &self,
+        op: &'static str,
+        found: impl Fn(&T) -> bool,
+        call: F,
+    ) -> Result<T, StoreError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = object_store::Result<T>>,
@@ -233,7 +278,16 @@ impl Store {
         let mut backoff = Duration::from_millis(25);
         let mut attempt = 0;
         loop {
-            let message = match tokio::time::timeout(self.timeout, call()).await {
+            let started = Instant::now();
+            let outcome = tokio::time::timeout(self.timeout, call()).await;
+            let status = match &outcome {
+                Ok(Ok(value)) if found(value) => "ok",
+                Ok(Ok(_)) => "not_found",
+                Ok(Err(_)) => "error",
+                Err(_) => "timeout",
+            };
+            self.observe(op, status, started);
+            let message = match outcome {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(e)) if !is_transient(&e) => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);

@@ -5,7 +5,9 @@ mod support;
 
 use std::process::Command;
 
-use support::{assert_help_lists, assert_refused, run_until_sigterm};
+use support::{
+    assert_help_lists, assert_refused, free_tcp_port, http_get, run_until_sigterm, while_serving,
+};
 
 fn origin() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kv-origin"));
@@ -22,6 +24,7 @@ fn help_documents_every_option() {
         &[
             "--config",
             "--listen",
+            "--metrics",
             "--store",
             "--s3-endpoint",
             "--s3-region",
@@ -86,6 +89,7 @@ fn bad_configs_exit_nonzero_with_a_clear_message() {
             vec!["--log-format".into(), "xml".into()],
             "unknown log format",
         ),
+        (vec!["--metrics".into(), "nowhere".into()], "invalid value"),
         (
             vec![
                 "--ca".into(),
@@ -126,4 +130,46 @@ fn serves_until_sigterm_then_exits_cleanly() {
         after.iter().any(|l| l.contains("QUIC server stopped")),
         "{after:?}"
     );
+}
+
+#[test]
+fn serves_prometheus_metrics_on_the_metrics_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics: std::net::SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
+    let mut command = origin();
+    command
+        .args(["--listen", "127.0.0.1:0", "--store", "memory:///"])
+        .args(["--metrics", &metrics.to_string()])
+        .arg("--dev-certs")
+        .arg(dir.path().join("certs"));
+    while_serving(command, "kv-origin ready", || {
+        let (status, body) = http_get(metrics, "/metrics");
+        assert_eq!(status, 200);
+        for series in [
+            r#"tierkv_build_info{tier="origin""#,
+            r#"tierkv_requests_total{op="get",status="ok",tier="origin"} 0"#,
+            r#"tierkv_object_store_requests_total{op="put",status="ok"} 0"#,
+            r#"tierkv_coalesced_total{tier="origin"} 0"#,
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+        ] {
+            assert!(body.contains(series), "{series} missing from\n{body}");
+        }
+        let (status, body) = http_get(metrics, "/nope");
+        assert_eq!(status, 404);
+        assert!(body.contains(r#""code":"not_found""#), "{body}");
+    });
+}
+
+#[test]
+fn a_taken_metrics_address_is_a_clear_start_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut command = origin();
+    command
+        .args(["--listen", "127.0.0.1:0", "--store", "memory:///"])
+        .args(["--metrics", &taken.local_addr().unwrap().to_string()])
+        .arg("--dev-certs")
+        .arg(dir.path().join("certs"));
+    assert_refused(command, "cannot bind metrics");
 }

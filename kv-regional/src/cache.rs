@@ -8,6 +8,9 @@ use foyer::{
     HybridCachePolicy, PsyncIoEngineConfig, RecoverMode,
 };
 
+use kv_runtime::metrics::Metrics;
+use mixtrics::registry::prometheus_0_14::PrometheusMetricsRegistry;
+
 use crate::cached::Cached;
 
 /// The cache of a regional node: keys are `namespace/key` (a namespace has no `/`).
@@ -28,8 +31,12 @@ pub struct CacheOptions {
 /// this (up to the 25 MiB limit) are cached in memory only.
 pub const DISK_BLOCK_BYTES: usize = 16 * 1024 * 1024;
 
-/// Opens the cache, recovering what an earlier run left on disk.
-pub async fn open(options: &CacheOptions) -> Result<RegionalCache, foyer::Error> {
+/// Opens the cache, recovering what an earlier run left on disk. foyer
+/// reports its own metrics (`foyer_*`, labelled `name="regional"`) in `metrics`.
+pub async fn open(
+    options: &CacheOptions,
+    metrics: &Metrics,
+) -> Result<RegionalCache, foyer::Error> {
     std::fs::create_dir_all(&options.dir).map_err(foyer::Error::io_error)?;
     // The disk must hold a few blocks for foyer to rotate through.
     let disk_bytes = options.disk_bytes.max(4 * DISK_BLOCK_BYTES);
@@ -38,6 +45,9 @@ pub async fn open(options: &CacheOptions) -> Result<RegionalCache, foyer::Error>
         .build()?;
     HybridCacheBuilder::new()
         .with_name("regional")
+        .with_metrics_registry(Box::new(PrometheusMetricsRegistry::new(
+            metrics.registry().clone(),
+        )))
         .with_policy(HybridCachePolicy::WriteOnInsertion)
         .with_flush_on_close(true)
         .memory(options.memory_bytes)

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use kv_runtime::config::ConfigError;
+use kv_runtime::quic::PeerAddr;
 use kv_runtime::telemetry::LogFormat;
 use kv_runtime::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
@@ -14,8 +15,10 @@ use serde::{Deserialize, Serialize};
 pub struct RegionalConfig {
     /// UDP address to serve QUIC on.
     pub listen: SocketAddr,
-    /// The origin's QUIC address.
-    pub origin: SocketAddr,
+    /// TCP address to serve Prometheus metrics on (`/metrics`); none when unset.
+    pub metrics: Option<SocketAddr>,
+    /// The origin's QUIC address, `host:port` (a DNS name is resolved at each dial).
+    pub origin: PeerAddr,
     /// The name the origin's certificate must carry.
     pub origin_name: String,
     /// Time limit of one request to the origin, milliseconds.
@@ -40,7 +43,8 @@ impl Default for RegionalConfig {
     fn default() -> Self {
         Self {
             listen: ([127, 0, 0, 1], 7401).into(),
-            origin: ([127, 0, 0, 1], 7400).into(),
+            metrics: None,
+            origin: SocketAddr::from(([127, 0, 0, 1], 7400)).into(),
             origin_name: kv_runtime::dev_certs::DEV_SERVER_NAME.into(),
             origin_timeout_ms: 5_000,
             memory_mib: 256,

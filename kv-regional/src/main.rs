@@ -10,7 +10,8 @@ use anyhow::Context;
 use clap::Parser;
 use kv_regional::{RegionalConfig, RegionalServer};
 use kv_runtime::cli::CommonArgs;
-use kv_runtime::config::set;
+use kv_runtime::config::{set, set_some};
+use kv_runtime::quic::PeerAddr;
 use kv_runtime::telemetry;
 
 /// A tierkv regional node: a memory and disk cache in front of the origin.
@@ -23,9 +24,13 @@ struct Args {
     /// UDP address to serve QUIC on [default: 127.0.0.1:7401].
     #[arg(long, env = "TIERKV_REGIONAL_LISTEN")]
     listen: Option<SocketAddr>,
-    /// The origin's QUIC address [default: 127.0.0.1:7400].
+    /// TCP address to serve Prometheus metrics on, at /metrics [default: none].
+    #[arg(long, env = "TIERKV_REGIONAL_METRICS")]
+    metrics: Option<SocketAddr>,
+    /// The origin's QUIC address, HOST:PORT; a DNS name is resolved at each
+    /// dial [default: 127.0.0.1:7400].
     #[arg(long, env = "TIERKV_REGIONAL_ORIGIN")]
-    origin: Option<SocketAddr>,
+    origin: Option<PeerAddr>,
     /// The name the origin's certificate must carry [default: localhost].
     #[arg(long, env = "TIERKV_REGIONAL_ORIGIN_NAME")]
     origin_name: Option<String>,
@@ -55,6 +60,7 @@ impl Args {
     fn into_config(self) -> anyhow::Result<RegionalConfig> {
         let mut config: RegionalConfig = kv_runtime::config::load_toml(self.config.as_deref())?;
         set(&mut config.listen, self.listen);
+        set_some(&mut config.metrics, self.metrics);
         set(&mut config.origin, self.origin);
         set(&mut config.origin_name, self.origin_name);
         set(&mut config.origin_timeout_ms, self.origin_timeout_ms);
@@ -79,7 +85,12 @@ async fn main() -> anyhow::Result<()> {
     let server = RegionalServer::bind(&config)
         .await
         .context("kv-regional: cannot start")?;
-    tracing::info!(addr = %server.local_addr()?, origin = %config.origin, "kv-regional ready");
+    tracing::info!(
+        addr = %server.local_addr()?,
+        metrics = ?server.metrics_addr(),
+        origin = %config.origin,
+        "kv-regional ready"
+    );
     server.serve(shutdown).await;
     Ok(())
 }

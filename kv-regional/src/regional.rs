@@ -1,7 +1,7 @@
 //! The regional service: read-through caching in front of the origin.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use foyer::Source;
@@ -9,6 +9,7 @@ use kv_proto::{
     Body, DeleteRequest, Entry, GetRequest, Op, PutRequest, Request, RequestId, Response, Status,
     Tier,
 };
+use kv_runtime::metrics::{CacheLookups, Metrics};
 use kv_runtime::quic::{Handler, Link};
 use kv_runtime::time::{is_expired, unix_millis, unix_seconds};
 
@@ -73,11 +74,24 @@ pub struct Regional {
     freshness: Freshness,
     recent_writes: moka::sync::Cache<String, u64>,
     stats: Arc<RegionalStats>,
+    memory: CacheLookups,
+    disk: CacheLookups,
+    coalesced: prometheus::IntCounter,
 }
 
 impl Regional {
     /// A node caching in `cache`, filling from the origin over `origin`.
     pub fn new(cache: RegionalCache, origin: Link, freshness: Freshness) -> Self {
+        Self::with_metrics(cache, origin, freshness, &Metrics::new())
+    }
+
+    /// As [`Regional::new`], counting cache lookups and coalesced fills in `metrics`.
+    pub fn with_metrics(
+        cache: RegionalCache,
+        origin: Link,
+        freshness: Freshness,
+        metrics: &Metrics,
+    ) -> Self {
         Self {
             cache,
             origin,
@@ -87,7 +101,22 @@ impl Regional {
                 .time_to_live(RECENT_WRITES_TTL)
                 .build(),
             stats: Arc::default(),
+            memory: metrics.cache(Tier::RegionalMemory.as_str()),
+            disk: metrics.cache(Tier::RegionalDisk.as_str()),
+            coalesced: metrics.coalesced("regional"),
         }
+    }
+
+    /// Sets the cache size gauges; called before each scrape.
+    pub fn report_cache_size(&self, disk_capacity_bytes: u64) {
+        let memory = self.cache.memory();
+        let as_gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.memory.bytes.set(as_gauge(memory.usage()));
+        self.memory.entries.set(as_gauge(memory.entries()));
+        self.memory.capacity.set(as_gauge(memory.capacity()));
+        self.disk
+            .capacity
+            .set(i64::try_from(disk_capacity_bytes).unwrap_or(i64::MAX));
     }
 
     /// The counters.
@@ -103,27 +132,33 @@ impl Regional {
     /// Answers one request.
     pub async fn answer(&self, request: Request) -> Response {
         let id = request.id;
-        let response = match request.op {
+        match request.op {
             Op::Get(get) => self.get(id, get).await,
             Op::Put(put) => self.put(id, put).await,
             Op::Delete(delete) => self.delete(id, delete).await,
             op @ Op::List(_) => self.forward(Request { id, op }).await,
-        };
-        tracing::debug!(status = %response.status, tier = ?response.tier.map(Tier::as_str), "answered");
-        response
+        }
     }
 
     async fn get(&self, id: RequestId, request: GetRequest) -> Response {
         let key = cache_key(&request.namespace, &request.key);
+        let span = tracing::Span::current();
+        let mut saw_stale = false;
         // Twice at most: a stale entry is dropped, and the second pass fetches.
         for _ in 0..2 {
+            // Set when this call's fetch runs, i.e. it did not join another's.
+            let led = Arc::new(AtomicBool::new(false));
             let fetch = {
                 let origin = self.origin.clone();
                 let fill = request.clone();
                 let freshness = self.freshness;
                 let recent = (self.recent_writes.clone(), key.clone());
                 let stats = self.stats.clone();
-                move || fill_from_origin(origin, id, fill, freshness, recent, stats)
+                let led = led.clone();
+                move || {
+                    led.store(true, Ordering::Relaxed);
+                    fill_from_origin(origin, id, fill, freshness, recent, stats)
+                }
             };
             let entry = match self.cache.get_or_fetch(&key, fetch).await {
                 Ok(entry) => entry,
@@ -133,23 +168,44 @@ impl Regional {
             let source = entry.source();
             if source != Source::Outer && !self.is_fresh(cached, &key, request.min_version) {
                 self.stats.stale.fetch_add(1, Ordering::Relaxed);
+                if source == Source::Disk {
+                    self.memory.miss.inc();
+                    self.disk.stale.inc();
+                } else {
+                    self.memory.stale.inc();
+                }
+                saw_stale = true;
                 self.cache.remove(&key);
                 continue;
             }
             let tier = match source {
                 Source::Memory => {
                     self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
+                    self.memory.hit.inc();
                     Tier::RegionalMemory
                 }
                 Source::Disk => {
                     self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
+                    self.memory.miss.inc();
+                    self.disk.hit.inc();
                     Tier::RegionalDisk
                 }
                 Source::Outer => {
                     self.stats.origin_answers.fetch_add(1, Ordering::Relaxed);
+                    self.memory.miss.inc();
+                    self.disk.miss.inc();
+                    if !led.load(Ordering::Relaxed) {
+                        self.coalesced.inc();
+                    }
                     Tier::Origin
                 }
             };
+            let result = match (saw_stale, source) {
+                (true, _) => "stale",
+                (false, Source::Outer) => "miss",
+                (false, _) => "hit",
+            };
+            span.record("cache", result);
             return match &cached.entry {
                 Some(value) if !is_expired(value.expiration, unix_seconds()) => {
                     Response::entry(id, tier, value.clone())

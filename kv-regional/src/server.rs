@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kv_runtime::metrics::Metrics;
+use kv_runtime::metrics_server::MetricsServer;
 use kv_runtime::quic::{
     Connector, ConnectorError, QuicServer, ServerError, ServerOptions, TransportOptions,
 };
@@ -29,6 +31,14 @@ pub enum StartError {
     /// The cache could not be opened.
     #[error("cannot open the cache: {0}")]
     Cache(#[from] foyer::Error),
+    /// The metrics address could not be bound.
+    #[error("cannot bind metrics on {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 /// A regional node bound to its address, ready to serve.
@@ -36,33 +46,81 @@ pub enum StartError {
 pub struct RegionalServer {
     regional: Arc<Regional>,
     server: QuicServer,
+    metrics: Arc<Metrics>,
+    metrics_server: Option<MetricsServer>,
 }
 
 impl RegionalServer {
-    /// Opens the cache, loads certificates and binds the endpoint.
+    /// Opens the cache, loads certificates and binds the endpoint (and the
+    /// metrics address, when one is configured).
     pub async fn bind(config: &RegionalConfig) -> Result<Self, StartError> {
+        Self::bind_with(config, Metrics::new()).await
+    }
+
+    /// As [`RegionalServer::bind`], counting in `metrics` (which the tiers of
+    /// one process may share).
+    pub async fn bind_with(
+        config: &RegionalConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StartError> {
         let tls = config.tls.load()?;
+        let metrics_server = config
+            .metrics
+            .map(|addr| {
+                MetricsServer::bind(addr, metrics.clone())
+                    .map_err(|source| StartError::Metrics { addr, source })
+            })
+            .transpose()?;
         let connector = Connector::new(&tls, TransportOptions::default())?;
         let origin = connector.link(
-            config.origin,
+            config.origin.clone(),
             config.origin_name.clone(),
             Duration::from_millis(config.origin_timeout_ms),
         );
-        let cache = cache::open(&CacheOptions {
-            memory_bytes: config.memory_mib * 1024 * 1024,
-            disk_bytes: config.disk_mib * 1024 * 1024,
-            dir: config.data_dir.clone(),
-        })
+        origin.observe(&metrics, "regional", "origin");
+        let disk_bytes = config.disk_mib * 1024 * 1024;
+        let cache = cache::open(
+            &CacheOptions {
+                memory_bytes: config.memory_mib * 1024 * 1024,
+                disk_bytes,
+                dir: config.data_dir.clone(),
+            },
+            &metrics,
+        )
         .await?;
         let freshness = Freshness {
             cache_ttl: Duration::from_secs(config.cache_ttl_secs),
             negative_ttl: Duration::from_secs(config.negative_ttl_secs),
         };
-        let server = QuicServer::bind(config.listen, &tls, ServerOptions::default())?;
+        let options = ServerOptions::new("regional", metrics.clone());
+        let server = QuicServer::bind(config.listen, &tls, options)?;
+        let regional = Arc::new(Regional::with_metrics(cache, origin, freshness, &metrics));
+        let node = Arc::downgrade(&regional);
+        metrics.on_scrape(move || {
+            let Some(node) = node.upgrade() else {
+                return false;
+            };
+            node.report_cache_size(disk_bytes as u64);
+            true
+        });
         Ok(Self {
-            regional: Arc::new(Regional::new(cache, origin, freshness)),
+            regional,
             server,
+            metrics,
+            metrics_server,
         })
+    }
+
+    /// The bound metrics address, when metrics are served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server
+            .as_ref()
+            .and_then(|m| m.local_addr().ok())
+    }
+
+    /// The registry this node counts in.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The bound address.
@@ -78,6 +136,7 @@ impl RegionalServer {
     /// Serves until `shutdown` resolves, drains in-flight requests, then
     /// flushes the cache to disk and closes it.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let _metrics = self.metrics_server.map(MetricsServer::spawn);
         let regional = self.regional.clone();
         self.server.serve(self.regional, shutdown).await;
         if let Err(e) = regional.cache().close().await {

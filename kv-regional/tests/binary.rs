@@ -6,7 +6,9 @@ mod support;
 
 use std::process::Command;
 
-use support::{assert_help_lists, assert_refused, run_until_sigterm};
+use support::{
+    assert_help_lists, assert_refused, free_tcp_port, http_get, run_until_sigterm, while_serving,
+};
 
 fn regional(dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kv-regional"));
@@ -27,6 +29,7 @@ fn help_documents_every_option() {
         &[
             "--config",
             "--listen",
+            "--metrics",
             "--origin",
             "--origin-name",
             "--origin-timeout-ms",
@@ -48,11 +51,16 @@ fn help_documents_every_option() {
 #[test]
 fn bad_configs_exit_nonzero_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--disk-mib", "10"], "disk_mib must be at least 64"),
         (&["--memory-mib", "0"], "memory_mib must be at least 1"),
         (&["--cache-ttl-secs", "0"], "cache_ttl_secs"),
         (&["--origin", "nowhere"], "invalid value"),
+        (
+            &["--origin", "bad host:7400"],
+            "neither an IP address nor a DNS name",
+        ),
+        (&["--metrics", "localhost"], "invalid value"),
         (&["--origin-name", ""], "origin_name"),
     ];
     for (args, expected) in cases {
@@ -89,4 +97,31 @@ fn serves_until_sigterm_then_flushes_and_exits_cleanly() {
             .is_some(),
         "the disk cache exists"
     );
+}
+
+#[test]
+fn serves_its_own_and_foyers_metrics_on_the_metrics_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics: std::net::SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
+    let mut command = regional(dir.path());
+    command
+        .args(["--listen", "127.0.0.1:0", "--origin", "localhost:9"])
+        .args(["--metrics", &metrics.to_string(), "--disk-mib", "64"]);
+    while_serving(command, "kv-regional ready", || {
+        let (status, body) = http_get(metrics, "/metrics");
+        assert_eq!(status, 200);
+        for series in [
+            r#"tierkv_build_info{tier="regional""#,
+            r#"tierkv_cache_capacity_bytes{tier="regional-disk"} 67108864"#,
+            r#"tierkv_cache_lookups_total{result="stale",tier="regional-memory"} 0"#,
+            r#"tierkv_upstream_requests_total{from="regional",status="timeout",to="origin"} 0"#,
+            r#"tierkv_quic_connections{direction="outbound",peer="localhost:9"} 0"#,
+            r#"foyer_storage_block_engine_block_size_bytes{name="regional"}"#,
+            "process_cpu_seconds_total ",
+        ] {
+            assert!(body.contains(series), "{series} missing from\n{body}");
+        }
+        let (status, _) = http_get(metrics, "/healthz");
+        assert_eq!(status, 200);
+    });
 }

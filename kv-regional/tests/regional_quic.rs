@@ -51,7 +51,7 @@ impl Stack {
         let origin = start_origin(&tls, file_store(&dir.path().join("store")));
         let mut config = RegionalConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            origin: origin.addr,
+            origin: origin.addr.into(),
             origin_timeout_ms: 2_000,
             memory_mib: 32,
             disk_mib: 64,

@@ -12,6 +12,8 @@
 //!   [`quic::Link`] that keeps one reconnecting connection to a peer.
 //! - [`singleflight`]: concurrent calls for one key share one execution.
 //! - [`config`]: TOML config files for the binaries; [`cli`]: the flags they share.
+//! - [`metrics`]: the Prometheus registry and the handles each tier counts with;
+//!   [`metrics_server`]: the `/metrics` endpoint.
 //! - [`telemetry`]: `tracing` subscriber set-up (`RUST_LOG`, text or JSON).
 //! - [`shutdown`]: a future that resolves on SIGINT or SIGTERM.
 //! - [`time`]: wall-clock helpers in unix seconds and milliseconds.
@@ -19,6 +21,8 @@
 pub mod cli;
 pub mod config;
 pub mod dev_certs;
+pub mod metrics;
+pub mod metrics_server;
 pub mod quic;
 pub mod shutdown;
 pub mod singleflight;

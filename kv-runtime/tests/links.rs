@@ -46,7 +46,7 @@ fn start(tls: &TlsConfig, handler: Arc<Gated>) -> (SocketAddr, tokio::sync::ones
     let server = QuicServer::bind(
         "127.0.0.1:0".parse().unwrap(),
         &identity,
-        ServerOptions::default(),
+        ServerOptions::new("test", kv_runtime::metrics::Metrics::new()),
     )
     .unwrap();
     let addr = server.local_addr().unwrap();

@@ -208,7 +208,7 @@ impl Stack {
             for i in 0..profile.topology.regionals {
                 let regional = RegionalServer::bind(&RegionalConfig {
                     listen: loopback,
-                    origin: origin_far,
+                    origin: origin_far.into(),
                     origin_timeout_ms: UPSTREAM_TIMEOUT.as_millis() as u64,
                     memory_mib: profile.topology.regional_memory_mib,
                     disk_mib: profile.topology.regional_disk_mib,
@@ -247,8 +247,8 @@ impl Stack {
             };
             let edge = EdgeServer::bind(&EdgeConfig {
                 http: loopback,
-                regionals: regional_far.clone(),
-                origin: origin_addr,
+                regionals: regional_far.iter().map(|a| (*a).into()).collect(),
+                origin: origin_addr.into(),
                 upstream_timeout_ms: UPSTREAM_TIMEOUT.as_millis() as u64,
                 hot_cache_mib: if kind.hot_cache() {
                     profile.topology.hot_cache_mib
@@ -365,7 +365,7 @@ fn start_quic_proxy(
     let server = QuicServer::bind(
         ([127, 0, 0, 1], 0).into(),
         identity,
-        ServerOptions::default(),
+        ServerOptions::new("front-line", kv_runtime::metrics::Metrics::new()),
     )
     .map_err(|e| StackError::Quic(e.to_string()))?;
     let addr = server.local_addr()?;

@@ -75,7 +75,7 @@ async fn the_quic_proxy_adds_its_delay_and_re_originates_requests() {
     let server = QuicServer::bind(
         "127.0.0.1:0".parse().unwrap(),
         &identity,
-        ServerOptions::default(),
+        ServerOptions::new("test", kv_runtime::metrics::Metrics::new()),
     )
     .unwrap();
     let proxy_addr = server.local_addr().unwrap();

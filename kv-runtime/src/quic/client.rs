@@ -7,13 +7,15 @@
 //! requests share that one handshake.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use kv_proto::{Frame, FrameKind, ProtoError, Request, Response, decode_response};
 
 use super::frames::{FrameReadError, read_frame_body, write_frame};
+use super::peer::PeerAddr;
 use super::transport::TransportOptions;
+use crate::metrics::{Metrics, Upstream, UpstreamOutcome};
 use crate::tls::{TlsError, TlsIdentity};
 
 /// Why a request over a link failed. Every variant but [`LinkError::Protocol`]
@@ -24,7 +26,7 @@ pub enum LinkError {
     #[error("cannot connect to {peer}: {message}")]
     Connect {
         /// The peer.
-        peer: SocketAddr,
+        peer: PeerAddr,
         /// The cause.
         message: String,
     },
@@ -32,7 +34,7 @@ pub enum LinkError {
     #[error("link to {peer} failed: {message}")]
     Stream {
         /// The peer.
-        peer: SocketAddr,
+        peer: PeerAddr,
         /// The cause.
         message: String,
     },
@@ -40,7 +42,7 @@ pub enum LinkError {
     #[error("no answer from {peer} within {timeout:?}")]
     Timeout {
         /// The peer.
-        peer: SocketAddr,
+        peer: PeerAddr,
         /// The timeout.
         timeout: Duration,
     },
@@ -48,7 +50,7 @@ pub enum LinkError {
     #[error("bad response from {peer}: {source}")]
     Protocol {
         /// The peer.
-        peer: SocketAddr,
+        peer: PeerAddr,
         /// What was wrong.
         source: ProtoError,
     },
@@ -97,14 +99,15 @@ impl Connector {
     /// A link to the peer at `addr`, which must present a certificate for `server_name`.
     pub fn link(
         &self,
-        addr: SocketAddr,
+        addr: impl Into<PeerAddr>,
         server_name: impl Into<String>,
         timeout: Duration,
     ) -> Link {
         Link {
             inner: Arc::new(LinkInner {
                 endpoint: self.endpoint.clone(),
-                addr,
+                addr: addr.into(),
+                observer: OnceLock::new(),
                 server_name: server_name.into(),
                 timeout,
                 current: Mutex::new(None),
@@ -123,7 +126,8 @@ pub struct Link {
 #[derive(Debug)]
 struct LinkInner {
     endpoint: quinn::Endpoint,
-    addr: SocketAddr,
+    addr: PeerAddr,
+    observer: OnceLock<Upstream>,
     server_name: String,
     timeout: Duration,
     current: Mutex<Option<quinn::Connection>>,
@@ -131,9 +135,34 @@ struct LinkInner {
 }
 
 impl Link {
-    /// The peer's address.
-    pub fn peer(&self) -> SocketAddr {
-        self.inner.addr
+    /// The peer's address, as it was given.
+    pub fn peer(&self) -> &PeerAddr {
+        &self.inner.addr
+    }
+
+    /// Counts this link's requests in `metrics` as requests from tier `from`
+    /// to tier `to`, and reports its connection and RTT at each scrape.
+    /// A link is observed once; later calls change nothing.
+    pub fn observe(&self, metrics: &Arc<Metrics>, from: &str, to: &str) {
+        if self.inner.observer.set(metrics.upstream(from, to)).is_err() {
+            return;
+        }
+        let link = Arc::downgrade(&self.inner);
+        let registry = Arc::downgrade(metrics);
+        let peer = self.inner.addr.to_string();
+        metrics.on_scrape(move || {
+            let (Some(link), Some(metrics)) = (link.upgrade(), registry.upgrade()) else {
+                return false;
+            };
+            let open = Link { inner: link }.open_connection();
+            metrics.record_quic(
+                &peer,
+                "outbound",
+                i64::from(open.is_some()),
+                open.map(|c| c.rtt()),
+            );
+            true
+        });
     }
 
     /// The round-trip time QUIC measures on the open connection, if there is one.
@@ -148,7 +177,7 @@ impl Link {
 
     /// Ensures a connection is open, dialling within the link's timeout.
     pub async fn connect(&self) -> Result<(), LinkError> {
-        let peer = self.inner.addr;
+        let peer = self.inner.addr.clone();
         let timeout = self.inner.timeout;
         tokio::time::timeout(timeout, self.connection())
             .await
@@ -159,17 +188,31 @@ impl Link {
     /// Sends `request` and waits for its response, within the link's timeout
     /// (which covers dialling, when the link has to dial).
     pub async fn request(&self, request: &Request) -> Result<Response, LinkError> {
-        let peer = self.inner.addr;
+        let started = Instant::now();
         let timeout = self.inner.timeout;
-        tokio::time::timeout(timeout, self.request_inner(request))
+        let result = tokio::time::timeout(timeout, self.request_inner(request))
             .await
-            .map_err(|_| LinkError::Timeout { peer, timeout })?
+            .unwrap_or_else(|_| {
+                Err(LinkError::Timeout {
+                    peer: self.inner.addr.clone(),
+                    timeout,
+                })
+            });
+        if let Some(upstream) = self.inner.observer.get() {
+            let outcome = match &result {
+                Ok(response) => UpstreamOutcome::Answered(response.status),
+                Err(LinkError::Timeout { .. }) => UpstreamOutcome::Timeout,
+                Err(_) => UpstreamOutcome::LinkError,
+            };
+            upstream.observe(outcome, started.elapsed());
+        }
+        result
     }
 
     async fn request_inner(&self, request: &Request) -> Result<Response, LinkError> {
-        let peer = self.inner.addr;
+        let peer = &self.inner.addr;
         let stream_err = |e: &dyn std::fmt::Display| LinkError::Stream {
-            peer,
+            peer: peer.clone(),
             message: e.to_string(),
         };
         let connection = self.connection().await?;
@@ -192,7 +235,10 @@ impl Link {
         let body = match read_frame_body(&mut recv, FrameKind::Response).await {
             Ok(body) => body,
             Err(FrameReadError::Header(source)) => {
-                return Err(LinkError::Protocol { peer, source });
+                return Err(LinkError::Protocol {
+                    peer: peer.clone(),
+                    source,
+                });
             }
             Err(e) => {
                 return Err(match written {
@@ -201,7 +247,10 @@ impl Link {
                 });
             }
         };
-        decode_response(body).map_err(|source| LinkError::Protocol { peer, source })
+        decode_response(body).map_err(|source| LinkError::Protocol {
+            peer: peer.clone(),
+            source,
+        })
     }
 
     fn open_connection(&self) -> Option<quinn::Connection> {
@@ -240,18 +289,19 @@ impl Link {
     }
 
     async fn dial(&self) -> Result<quinn::Connection, LinkError> {
-        let peer = self.inner.addr;
+        let peer = &self.inner.addr;
         let connect_err = |e: &dyn std::fmt::Display| LinkError::Connect {
-            peer,
+            peer: peer.clone(),
             message: e.to_string(),
         };
+        let addr = peer.resolve().await.map_err(|e| connect_err(&e))?;
         let connecting = self
             .inner
             .endpoint
-            .connect(peer, &self.inner.server_name)
+            .connect(addr, &self.inner.server_name)
             .map_err(|e| connect_err(&e))?;
         let connection = connecting.await.map_err(|e| connect_err(&e))?;
-        tracing::debug!(%peer, "link connected");
+        tracing::debug!(%peer, %addr, "link connected");
         *self
             .inner
             .current

@@ -8,10 +8,11 @@
 //! Shutdown: stop accepting connections and streams, let in-flight requests
 //! finish (up to a grace period), then close the endpoint.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use kv_proto::{Frame, FrameKind, Request, RequestId, Response, Status, decode_request};
 use tokio_util::sync::CancellationToken;
@@ -20,6 +21,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::frames::{FrameReadError, read_frame_body, write_frame};
 use super::transport::TransportOptions;
+use crate::metrics::{Metrics, Served};
 use crate::tls::{TlsError, TlsIdentity};
 
 /// Answers requests. Implemented by each tier.
@@ -38,6 +40,10 @@ impl<H: Handler> Handler for Arc<H> {
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
+    /// The tier this server is, for spans and metrics (`origin`, `regional`).
+    pub tier: &'static str,
+    /// Where requests and connections are counted.
+    pub metrics: Arc<Metrics>,
     /// Keep-alive, idle timeout and stream limits.
     pub transport: TransportOptions,
     /// How long a client may take to send one whole request frame.
@@ -46,14 +52,28 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
 }
 
-impl Default for ServerOptions {
-    fn default() -> Self {
+impl ServerOptions {
+    /// Defaults for a server of `tier`, counting in `metrics`.
+    pub fn new(tier: &'static str, metrics: Arc<Metrics>) -> Self {
         Self {
+            tier,
+            metrics,
             transport: TransportOptions::default(),
             request_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
         }
     }
+}
+
+/// The open connections of a server, for the connection and RTT gauges.
+type Connections = Arc<Mutex<HashMap<usize, quinn::Connection>>>;
+
+/// What every stream task of a server shares.
+struct StreamContext<H> {
+    handler: Arc<H>,
+    tier: &'static str,
+    served: Served,
+    read_timeout: Duration,
 }
 
 /// Why a server could not start.
@@ -80,6 +100,8 @@ const REFUSED: u32 = 1;
 pub struct QuicServer {
     endpoint: quinn::Endpoint,
     options: ServerOptions,
+    connections: Connections,
+    served: Served,
 }
 
 impl QuicServer {
@@ -95,7 +117,27 @@ impl QuicServer {
         config.transport_config(options.transport.to_quinn());
         let endpoint = quinn::Endpoint::server(config, addr)
             .map_err(|source| ServerError::Bind { addr, source })?;
-        Ok(Self { endpoint, options })
+        let connections = Connections::default();
+        let open = Arc::downgrade(&connections);
+        let metrics = Arc::downgrade(&options.metrics);
+        options.metrics.on_scrape(move || {
+            let (Some(open), Some(metrics)) = (open.upgrade(), metrics.upgrade()) else {
+                return false;
+            };
+            for connection in open.lock().unwrap_or_else(PoisonError::into_inner).values() {
+                let peer = connection.remote_address().to_string();
+                metrics.record_quic(&peer, "inbound", 1, Some(connection.rtt()));
+            }
+            true
+        });
+        // Created now, so that the series exist from the first scrape.
+        let served = options.metrics.served(options.tier);
+        Ok(Self {
+            endpoint,
+            options,
+            connections,
+            served,
+        })
     }
 
     /// The bound address (useful with port 0).
@@ -108,18 +150,24 @@ impl QuicServer {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         let addr = self.local_addr().ok();
-        info!(?addr, "serving QUIC");
+        info!(?addr, tier = self.options.tier, "serving QUIC");
+        let context = Arc::new(StreamContext {
+            handler,
+            tier: self.options.tier,
+            served: self.served.clone(),
+            read_timeout: self.options.request_read_timeout,
+        });
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 incoming = self.endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
-                    let handler = handler.clone();
+                    let context = context.clone();
                     let stop = stop.clone();
-                    let options = self.options.clone();
                     let requests = tracker.clone();
+                    let connections = self.connections.clone();
                     tracker.spawn(async move {
-                        serve_connection(incoming, handler, stop, requests, options).await;
+                        serve_connection(incoming, context, stop, requests, connections).await;
                     });
                 }
                 () = &mut shutdown => break,
@@ -146,10 +194,10 @@ impl QuicServer {
 
 async fn serve_connection<H: Handler>(
     incoming: quinn::Incoming,
-    handler: Arc<H>,
+    context: Arc<StreamContext<H>>,
     stop: CancellationToken,
     requests: TaskTracker,
-    options: ServerOptions,
+    connections: Connections,
 ) {
     let remote = incoming.remote_address();
     let connection = match incoming.await {
@@ -161,6 +209,15 @@ async fn serve_connection<H: Handler>(
         }
     };
     debug!(%remote, "peer connected");
+    let id = connection.stable_id();
+    let track = |open: Option<&quinn::Connection>| {
+        let mut all = connections.lock().unwrap_or_else(PoisonError::into_inner);
+        match open {
+            Some(connection) => all.insert(id, connection.clone()),
+            None => all.remove(&id),
+        };
+    };
+    track(Some(&connection));
     loop {
         let stream = tokio::select! {
             stream = connection.accept_bi() => stream,
@@ -168,9 +225,7 @@ async fn serve_connection<H: Handler>(
         };
         match stream {
             Ok((send, recv)) => {
-                let handler = handler.clone();
-                let timeout = options.request_read_timeout;
-                requests.spawn(serve_stream(send, recv, handler, timeout));
+                requests.spawn(serve_stream(send, recv, context.clone()));
             }
             Err(e) => {
                 debug!(%remote, reason = %e, "peer disconnected");
@@ -178,15 +233,18 @@ async fn serve_connection<H: Handler>(
             }
         }
     }
+    track(None);
 }
 
 async fn serve_stream<H: Handler>(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    handler: Arc<H>,
-    read_timeout: Duration,
+    context: Arc<StreamContext<H>>,
 ) {
-    let response = match tokio::time::timeout(read_timeout, read_request(&mut recv)).await {
+    let started = Instant::now();
+    let mut op = "other";
+    let read = tokio::time::timeout(context.read_timeout, read_request(&mut recv)).await;
+    let response = match read {
         Err(_) => {
             let _ = recv.stop(REFUSED.into());
             refuse(
@@ -201,17 +259,41 @@ async fn serve_stream<H: Handler>(
             response
         }
         Ok(Ok(request)) => {
+            op = request.op.name();
+            // `cache` and `answered_by` are recorded by the handler.
             let span = info_span!(
                 "request",
                 request_id = %request.id,
-                op = request.op.name(),
+                tier = context.tier,
+                op,
                 namespace = %request.op.namespace(),
                 key_hash = request.op.key().map(|k| crate::telemetry::key_hash(k.as_str())),
+                cache = tracing::field::Empty,
+                answered_by = tracing::field::Empty,
+                status = tracing::field::Empty,
             );
-            handler.handle(request).instrument(span).await
+            let response = context
+                .handler
+                .handle(request)
+                .instrument(span.clone())
+                .await;
+            span.record("status", response.status.as_str());
+            if let Some(tier) = response.tier {
+                span.record("answered_by", tier.as_str());
+            }
+            span.in_scope(|| {
+                debug!(
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "answered"
+                );
+            });
+            response
         }
     };
-    if let Err(e) = write_frame(&mut send, &Frame::Response(response)).await {
+    let status = response.status;
+    let written = write_frame(&mut send, &Frame::Response(response)).await;
+    context.served.observe(op, status, started.elapsed());
+    if let Err(e) = written {
         debug!(error = %e, "could not write response");
         return;
     }

@@ -42,6 +42,8 @@ pub struct EdgeConfig {
     pub tls: TlsConfig,
     /// Log line format.
     pub log_format: LogFormat,
+    /// OpenTelemetry collector to export spans to (OTLP/HTTP; `otlp` feature).
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for EdgeConfig {
@@ -64,6 +66,7 @@ impl Default for EdgeConfig {
                 ..TlsConfig::default()
             },
             log_format: LogFormat::Text,
+            otlp_endpoint: None,
         }
     }
 }

@@ -39,6 +39,10 @@ enum Command {
         /// Log format: text or json.
         #[arg(long, env = "TIERKV_LOG_FORMAT", default_value = "text")]
         log_format: telemetry::LogFormat,
+        /// Export spans to this OpenTelemetry collector over OTLP/HTTP
+        /// (builds with the `otlp` feature) [default: none].
+        #[arg(long, env = "TIERKV_OTLP_ENDPOINT", value_name = "URL")]
+        otlp_endpoint: Option<String>,
     },
     /// Run an edge in front of running regional nodes and an origin.
     Serve(Box<ServeArgs>),
@@ -113,7 +117,11 @@ impl ServeArgs {
             &mut config.min_expiration_ttl_secs,
             self.min_expiration_ttl_secs,
         );
-        self.common.apply(&mut config.tls, &mut config.log_format);
+        self.common.apply(
+            &mut config.tls,
+            &mut config.log_format,
+            &mut config.otlp_endpoint,
+        );
         config.validate()?;
         Ok(config)
     }
@@ -137,8 +145,10 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             http,
             log_format,
+            otlp_endpoint,
         } => {
-            telemetry::init(log_format);
+            let _telemetry = telemetry::init(log_format, "kv-edge", otlp_endpoint.as_deref())
+                .context("kv-edge dev: cannot set up telemetry")?;
             let shutdown = kv_runtime::shutdown::signal();
             let options = DevOptions {
                 data_dir: data_dir.clone(),
@@ -161,7 +171,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             let config = args.into_config().context("kv-edge: bad configuration")?;
-            telemetry::init(config.log_format);
+            let _telemetry = telemetry::init(
+                config.log_format,
+                "kv-edge",
+                config.otlp_endpoint.as_deref(),
+            )
+            .context("kv-edge: cannot set up telemetry")?;
             let shutdown = kv_runtime::shutdown::signal();
             let server = kv_edge::EdgeServer::bind(&config)
                 .await

@@ -23,6 +23,8 @@ pub struct OriginConfig {
     pub tls: TlsConfig,
     /// Log line format.
     pub log_format: LogFormat,
+    /// OpenTelemetry collector to export spans to (OTLP/HTTP; `otlp` feature).
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for OriginConfig {
@@ -36,6 +38,7 @@ impl Default for OriginConfig {
                 ..TlsConfig::default()
             },
             log_format: LogFormat::Text,
+            otlp_endpoint: None,
         }
     }
 }

@@ -73,7 +73,11 @@ impl Args {
         set(&mut store.s3_allow_http, self.s3_allow_http);
         set(&mut store.timeout_ms, self.store_timeout_ms);
         set(&mut store.retries, self.store_retries);
-        self.common.apply(&mut config.tls, &mut config.log_format);
+        self.common.apply(
+            &mut config.tls,
+            &mut config.log_format,
+            &mut config.otlp_endpoint,
+        );
         config.validate()?;
         Ok(config)
     }
@@ -84,7 +88,12 @@ async fn main() -> anyhow::Result<()> {
     let config = Args::parse()
         .into_config()
         .context("kv-origin: bad configuration")?;
-    telemetry::init(config.log_format);
+    let _telemetry = telemetry::init(
+        config.log_format,
+        "kv-origin",
+        config.otlp_endpoint.as_deref(),
+    )
+    .context("kv-origin: cannot set up telemetry")?;
     let shutdown = kv_runtime::shutdown::signal();
     let server = OriginServer::bind(&config).context("kv-origin: cannot start")?;
     tracing::info!(

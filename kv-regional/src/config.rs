@@ -37,6 +37,8 @@ pub struct RegionalConfig {
     pub tls: TlsConfig,
     /// Log line format.
     pub log_format: LogFormat,
+    /// OpenTelemetry collector to export spans to (OTLP/HTTP; `otlp` feature).
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for RegionalConfig {
@@ -57,6 +59,7 @@ impl Default for RegionalConfig {
                 ..TlsConfig::default()
             },
             log_format: LogFormat::Text,
+            otlp_endpoint: None,
         }
     }
 }

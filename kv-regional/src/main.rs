@@ -69,7 +69,11 @@ impl Args {
         set(&mut config.data_dir, self.data_dir);
         set(&mut config.cache_ttl_secs, self.cache_ttl_secs);
         set(&mut config.negative_ttl_secs, self.negative_ttl_secs);
-        self.common.apply(&mut config.tls, &mut config.log_format);
+        self.common.apply(
+            &mut config.tls,
+            &mut config.log_format,
+            &mut config.otlp_endpoint,
+        );
         config.validate()?;
         Ok(config)
     }
@@ -80,7 +84,12 @@ async fn main() -> anyhow::Result<()> {
     let config = Args::parse()
         .into_config()
         .context("kv-regional: bad configuration")?;
-    telemetry::init(config.log_format);
+    let _telemetry = telemetry::init(
+        config.log_format,
+        "kv-regional",
+        config.otlp_endpoint.as_deref(),
+    )
+    .context("kv-regional: cannot set up telemetry")?;
     let shutdown = kv_runtime::shutdown::signal();
     let server = RegionalServer::bind(&config)
         .await

@@ -26,12 +26,21 @@ pub struct CommonArgs {
     /// Log format: text or json. The filter comes from RUST_LOG [default: text].
     #[arg(long, env = "TIERKV_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Export spans to this OpenTelemetry collector over OTLP/HTTP, e.g.
+    /// http://collector:4318 (builds with the `otlp` feature) [default: none].
+    #[arg(long, env = "TIERKV_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl CommonArgs {
-    /// Applies the flags over a config's TLS section and log format. Giving
-    /// any PEM path turns the development certificates off.
-    pub fn apply(self, tls: &mut TlsConfig, log_format: &mut LogFormat) {
+    /// Applies the flags over a config's TLS section, log format and OTLP
+    /// endpoint. Giving any PEM path turns the development certificates off.
+    pub fn apply(
+        self,
+        tls: &mut TlsConfig,
+        log_format: &mut LogFormat,
+        otlp_endpoint: &mut Option<String>,
+    ) {
         use crate::config::{set, set_some};
         if self.ca.is_some() || self.cert.is_some() || self.key.is_some() {
             tls.dev_certs = None;
@@ -41,5 +50,6 @@ impl CommonArgs {
         set_some(&mut tls.key, self.key);
         set_some(&mut tls.dev_certs, self.dev_certs);
         set(log_format, self.log_format);
+        set_some(otlp_endpoint, self.otlp_endpoint);
     }
 }

@@ -361,6 +361,11 @@ async fn every_dashboard_panel_and_rule_returns_data_from_a_live_stack() {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    eprintln!(
+        "evaluated {} dashboard expressions and every rule; {} returned no data",
+        expressions.len(),
+        failures.len()
+    );
     assert!(
         failures.is_empty(),
         "{} expressions returned no data:\n{}\n\nPrometheus log:\n{}",

@@ -38,6 +38,7 @@ fn help_documents_every_option() {
             "--key",
             "--dev-certs",
             "--log-format",
+            "--otlp-endpoint",
         ],
     );
     assert!(

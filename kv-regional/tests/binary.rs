@@ -43,6 +43,7 @@ fn help_documents_every_option() {
             "--key",
             "--dev-certs",
             "--log-format",
+            "--otlp-endpoint",
         ],
     );
     assert!(help.contains("TIERKV_REGIONAL_DISK_MIB"));

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kv_runtime::metrics::Metrics;
-use kv_runtime::metrics_server::MetricsServer;
+use kv_runtime::metrics_server::{MetricsBindError, MetricsServer};
 use kv_runtime::quic::{QuicServer, ServerError, ServerOptions};
 use kv_runtime::tls::TlsError;
 
@@ -26,13 +26,8 @@ pub enum StartError {
     #[error(transparent)]
     Server(#[from] ServerError),
     /// The metrics address could not be bound.
-    #[error("cannot bind metrics on {addr}: {source}")]
-    Metrics {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Metrics(#[from] MetricsBindError),
 }
 
 /// An origin bound to its address, ready to serve.
@@ -65,13 +60,7 @@ impl OriginServer {
         metrics: Arc<Metrics>,
     ) -> Result<Self, StartError> {
         let tls = config.tls.load()?;
-        let metrics_server = config
-            .metrics
-            .map(|addr| {
-                MetricsServer::bind(addr, metrics.clone())
-                    .map_err(|source| StartError::Metrics { addr, source })
-            })
-            .transpose()?;
+        let metrics_server = MetricsServer::bind_if_configured(config.metrics, &metrics)?;
         let options = ServerOptions::new("origin", metrics.clone());
         let server = QuicServer::bind(config.listen, &tls, options)?;
         let store = store.observed(&metrics);

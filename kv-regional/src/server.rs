@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kv_runtime::metrics::Metrics;
-use kv_runtime::metrics_server::MetricsServer;
+use kv_runtime::metrics_server::{MetricsBindError, MetricsServer};
 use kv_runtime::quic::{
     Connector, ConnectorError, QuicServer, ServerError, ServerOptions, TransportOptions,
 };
@@ -32,13 +32,8 @@ pub enum StartError {
     #[error("cannot open the cache: {0}")]
     Cache(#[from] foyer::Error),
     /// The metrics address could not be bound.
-    #[error("cannot bind metrics on {addr}: {source}")]
-    Metrics {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Metrics(#[from] MetricsBindError),
 }
 
 /// A regional node bound to its address, ready to serve.
@@ -64,13 +59,7 @@ impl RegionalServer {
         metrics: Arc<Metrics>,
     ) -> Result<Self, StartError> {
         let tls = config.tls.load()?;
-        let metrics_server = config
-            .metrics
-            .map(|addr| {
-                MetricsServer::bind(addr, metrics.clone())
-                    .map_err(|source| StartError::Metrics { addr, source })
-            })
-            .transpose()?;
+        let metrics_server = MetricsServer::bind_if_configured(config.metrics, &metrics)?;
         let connector = Connector::new(&tls, TransportOptions::default())?;
         let origin = connector.link(
             config.origin.clone(),

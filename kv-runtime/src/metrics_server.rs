@@ -41,6 +41,16 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         })
 }
 
+/// The metrics address could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind metrics on {addr}: {source}")]
+pub struct MetricsBindError {
+    /// The address.
+    pub addr: SocketAddr,
+    /// The cause.
+    pub source: std::io::Error,
+}
+
 /// A bound metrics listener. Binding is synchronous, so a server's own
 /// (synchronous) bind can report a taken port before anything starts.
 #[derive(Debug)]
@@ -55,6 +65,17 @@ impl MetricsServer {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         Ok(Self { listener, metrics })
+    }
+
+    /// Binds `addr` when a node is configured to serve metrics.
+    pub fn bind_if_configured(
+        addr: Option<SocketAddr>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Option<Self>, MetricsBindError> {
+        addr.map(|addr| {
+            Self::bind(addr, metrics.clone()).map_err(|source| MetricsBindError { addr, source })
+        })
+        .transpose()
     }
 
     /// The bound address (useful with port 0).

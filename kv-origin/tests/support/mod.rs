@@ -369,19 +369,25 @@ pub fn assert_refused(command: Command, expected: &str) {
     );
 }
 
-/// Starts `command`, waits for a stderr line containing `ready`, sends
-/// SIGTERM, and checks that it exits successfully within 20 s. Returns the
-/// stderr lines that followed readiness.
-pub fn run_until_sigterm(mut command: Command, ready: &str) -> Vec<String> {
+/// Starts `command` with its stderr lines sent to the returned channel.
+fn spawn_reading_stderr(mut command: Command) -> (Child, mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
     let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
-    let (lines, received) = std::sync::mpsc::channel();
+    let (lines, received) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = lines.send(line);
         }
     });
+    (child, received)
+}
+
+/// Starts `command`, waits for a stderr line containing `ready`, sends
+/// SIGTERM, and checks that it exits successfully within 20 s. Returns the
+/// stderr lines that followed readiness.
+pub fn run_until_sigterm(command: Command, ready: &str) -> Vec<String> {
+    let (mut child, received) = spawn_reading_stderr(command);
     let became_ready = received.iter().any(|line| line.contains(ready));
     assert!(became_ready, "never printed {ready:?}");
     let status = Command::new("kill")
@@ -425,16 +431,8 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// Starts `command`, waits for `ready` on stderr, runs `check` while it
 /// serves, then stops it with SIGKILL.
-pub fn while_serving(mut command: Command, ready: &str, check: impl FnOnce()) {
-    use std::io::{BufRead, BufReader};
-    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
+pub fn while_serving(command: Command, ready: &str, check: impl FnOnce()) {
+    let (mut child, received) = spawn_reading_stderr(command);
     let became_ready = received.iter().any(|line| line.contains(ready));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         assert!(became_ready, "never printed {ready:?}");

@@ -115,6 +115,7 @@ async fn count_request(State(served): State<Served>, request: Request, next: Nex
         _ => "other",
     };
     let started = std::time::Instant::now();
+    let _in_flight = served.start();
     let response = next.run(request).await;
     served.observe(op, status_of(response.status()), started.elapsed());
     response

@@ -56,6 +56,7 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     request_duration: HistogramVec,
+    in_flight: IntGaugeVec,
     cache_lookups: IntCounterVec,
     cache_bytes: IntGaugeVec,
     cache_entries: IntGaugeVec,
@@ -135,6 +136,12 @@ impl Metrics {
                 "tierkv_request_duration_seconds",
                 "Time to answer a request",
                 &["tier", "op"],
+            ),
+            in_flight: gauge(
+                &r,
+                "tierkv_requests_in_flight",
+                "Requests being served right now",
+                &["tier"],
             ),
             cache_lookups: counter(
                 &r,
@@ -264,6 +271,7 @@ impl Metrics {
                 .iter()
                 .map(|op| self.request_duration.with_label_values(&[tier, op]))
                 .collect(),
+            in_flight: self.in_flight.with_label_values(&[tier]),
         }
         .into()
     }
@@ -353,6 +361,7 @@ pub struct Served(Arc<ServedInner>);
 struct ServedInner {
     counts: Vec<Vec<IntCounter>>,
     durations: Vec<Histogram>,
+    in_flight: IntGauge,
 }
 
 impl From<ServedInner> for Served {
@@ -362,6 +371,12 @@ impl From<ServedInner> for Served {
 }
 
 impl Served {
+    /// Counts a request as in flight until the returned guard is dropped.
+    pub fn start(&self) -> InFlight {
+        self.0.in_flight.inc();
+        InFlight(self.0.in_flight.clone())
+    }
+
     /// Counts one request of `op` (an [`OPS`] name) that ended with `status`
     /// after `elapsed`.
     pub fn observe(&self, op: &str, status: Status, elapsed: Duration) {
@@ -371,6 +386,16 @@ impl Served {
             counter.inc();
         }
         self.0.durations[op].observe(elapsed.as_secs_f64());
+    }
+}
+
+/// A request in flight; dropping it (however the request ends) counts it out.
+#[derive(Debug)]
+pub struct InFlight(IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -480,6 +505,13 @@ mod tests {
     fn observations_land_in_their_series_and_buckets() {
         let metrics = Metrics::new();
         let served = metrics.served("edge");
+        let in_flight = served.start();
+        assert!(
+            metrics
+                .render()
+                .contains(r#"tierkv_requests_in_flight{tier="edge"} 1"#)
+        );
+        drop(in_flight);
         served.observe("get", Status::NotFound, Duration::from_micros(70));
         served.observe("nonsense", Status::BadRequest, Duration::from_secs(20));
         metrics
@@ -494,6 +526,7 @@ mod tests {
             r#"tierkv_request_duration_seconds_bucket{op="other",tier="edge",le="10"} 0"#,
             r#"tierkv_request_duration_seconds_bucket{op="other",tier="edge",le="+Inf"} 1"#,
             r#"tierkv_upstream_requests_total{from="edge",status="link_error",to="regional"} 1"#,
+            r#"tierkv_requests_in_flight{tier="edge"} 0"#,
         ] {
             assert!(line(&text, series).is_some(), "{series} missing in\n{text}");
         }

@@ -242,6 +242,7 @@ async fn serve_stream<H: Handler>(
     context: Arc<StreamContext<H>>,
 ) {
     let started = Instant::now();
+    let _in_flight = context.served.start();
     let mut op = "other";
     let read = tokio::time::timeout(context.read_timeout, read_request(&mut recv)).await;
     let response = match read {

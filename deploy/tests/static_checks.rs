@@ -142,10 +142,23 @@ fn manifests_pass_only_flags_and_variables_the_binaries_know() {
     let mut unknown = Vec::new();
     let mut checked = 0;
     for path in files {
-        let text =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let flags = tokens(&text, "--", |c| c.is_ascii_lowercase() || c == '-');
-        let variables = tokens(&text, "TIERKV_", |c| c.is_ascii_uppercase() || c == '_');
+        // Comments may quote other tools' flags (curl, kubectl): skip them.
+        let text: String = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        // `--` then a word: YAML's `---` and PEM's `-----` are not flags.
+        let flags: BTreeSet<String> = tokens(&text, "--", |c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+        })
+        .into_iter()
+        .filter(|t| t.as_bytes().get(2).is_some_and(u8::is_ascii_lowercase))
+        .collect();
+        let variables = tokens(&text, "TIERKV_", |c| {
+            c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'
+        });
         for token in flags.iter().chain(variables.iter()) {
             // Flags of other programs (minio, prometheus, grafana) take a dot or
             // an equals sign; ours are plain words.

@@ -9,6 +9,9 @@
 //! - Concurrent misses of one key make one upstream request, and a write
 //!   through an edge is visible on that edge at once ([`edge`]).
 //! - [`dev`]: the one-process local stack (origin, regional node and edge).
+//! - Metrics on `GET /metrics` (requests, hot-cache lookups and size, which
+//!   tier answered each read, upstream calls, coalescing); a span per request
+//!   with its id, key hash, hot-cache result and answering tier.
 //!
 //! # Layout
 //!

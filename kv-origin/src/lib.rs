@@ -13,6 +13,8 @@
 //!   cursor, on every backend ([`layout`] says how).
 //! - **Failures** of the store reach callers as `unavailable`; every store
 //!   call has a timeout and bounded retries ([`store`]).
+//! - **Metrics**: every object-store call (each attempt) by operation and
+//!   outcome, with its duration, and coalesced reads; served on `--metrics`.
 //!
 //! # The stored object
 //!

@@ -14,6 +14,10 @@
 //! - **Restarts** recover the disk cache (deletes too, through foyer's
 //!   tombstone log). foyer checksums each disk entry, and a damaged one is
 //!   read as a miss.
+//! - **Observability**: cache lookups per tier (`regional-memory`, then
+//!   `regional-disk`), coalesced fills, cache sizes, the origin link and
+//!   foyer's own metrics, in the registry `/metrics` serves (`--metrics`);
+//!   each request's span records its cache result.
 //!
 //! # Layout
 //!

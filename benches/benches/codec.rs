@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kv_proto::{
     Entry, Frame, Key, Metadata, Namespace, Op, PutRequest, Request, RequestId, Response, Tier,
-    decode_frame, encode_frame,
+    WriteId, decode_frame, encode_frame,
 };
 
 const KIB: usize = 1024;
@@ -31,16 +31,21 @@ fn get_response(value_len: usize) -> Frame {
     Frame::Response(Response::entry(RequestId(42), Tier::RegionalMemory, entry))
 }
 
-/// A PUT request carrying `value_len` bytes.
+/// A PUT request carrying `value_len` bytes, with the default budget and a
+/// fixed write id (so every run encodes the same bytes).
 fn put_request(value_len: usize) -> Frame {
-    let put = PutRequest::new(
-        Namespace::new("bench").expect("valid namespace"),
-        Key::new("users/12345/profile").expect("valid key"),
-        Bytes::from(vec![0xa5; value_len]),
-    )
-    .expect("value within limits");
+    let put = PutRequest {
+        write_id: WriteId(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+        ..PutRequest::new(
+            Namespace::new("bench").expect("valid namespace"),
+            Key::new("users/12345/profile").expect("valid key"),
+            Bytes::from(vec![0xa5; value_len]),
+        )
+        .expect("value within limits")
+    };
     Frame::Request(Request {
         id: RequestId(42),
+        budget: Request::DEFAULT_BUDGET,
         op: Op::Put(put),
     })
 }

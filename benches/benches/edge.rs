@@ -4,18 +4,25 @@
 //! it prints the distribution of 10,000 sequential requests of each kind.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use kv_edge::Edge;
 use kv_edge::dev::{DevOptions, DevStack};
 use kv_proto::{Key, Namespace, RequestId, Tier};
+use kv_runtime::deadline::Deadline;
 
 const SEQUENTIAL_REQUESTS: usize = 10_000;
 
 async fn library_hit(edge: &Edge, namespace: &Namespace, key: &Key) {
     let read = edge
-        .get(RequestId(1), namespace.clone(), key.clone(), None)
+        .get(
+            RequestId(1),
+            Deadline::after(Duration::from_secs(2)),
+            namespace.clone(),
+            key.clone(),
+            None,
+        )
         .await
         .expect("answered");
     assert!(read.tier == Tier::Edge, "not a hot hit: {:?}", read.tier);

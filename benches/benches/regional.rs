@@ -74,7 +74,7 @@ impl Stack {
 
         let regional = RegionalServer::bind(&RegionalConfig {
             listen: loopback,
-            origin: origin_addr.into(),
+            origins: vec![origin_addr.into()],
             data_dir: dir.path().join("regional"),
             memory_mib,
             disk_mib,

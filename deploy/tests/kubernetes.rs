@@ -60,6 +60,27 @@ fn configmap_entries_are_valid_tier_configs() {
             "{peer}"
         );
     }
+    // Regional nodes and edges reach the origins through the origin Service
+    // (any origin serves any key), on the port the origins listen on.
+    for origins in [&regional.origins, &edge.origins] {
+        assert!(!origins.is_empty());
+        for peer in origins {
+            assert!(peer.host().starts_with("origin.tierkv.svc"), "{peer}");
+            assert_eq!(peer.port(), origin.listen.port(), "{peer}");
+        }
+    }
+    // Several origins share the bucket, rolled one at a time: that takes a
+    // store with compare-and-swap (a file:// store allows one origin only).
+    let deployment =
+        std::fs::read_to_string(repo_root().join("deploy/kubernetes/origin.yaml")).unwrap();
+    let origin_replicas: usize = deployment
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("replicas: "))
+        .and_then(|n| n.parse().ok())
+        .expect("origin replicas");
+    assert!(origin_replicas >= 2, "origin replicas: {origin_replicas}");
+    assert!(deployment.contains("type: RollingUpdate"));
+    assert!(!origin.store.url.starts_with("file:"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +126,7 @@ async fn make_certs_and_the_configmap_carry_a_write_and_a_read() {
         .arg(dir.path().join("regional.toml"))
         .args(["--listen", &format!("127.0.0.1:{regional_quic}")])
         .args(["--metrics", &format!("127.0.0.1:{}", free_tcp_port())])
-        .args(["--origin", &format!("localhost:{origin_quic}")])
+        .args(["--origins", &format!("localhost:{origin_quic}")])
         .args(["--memory-mib", "16", "--disk-mib", "64"])
         .arg("--data-dir")
         .arg(dir.path().join("cache"));
@@ -121,7 +142,7 @@ async fn make_certs_and_the_configmap_carry_a_write_and_a_read() {
         .arg(dir.path().join("edge.toml"))
         .args(["--http", &http])
         .args(["--regionals", &format!("localhost:{regional_quic}")])
-        .args(["--origin", &format!("localhost:{origin_quic}")]);
+        .args(["--origins", &format!("localhost:{origin_quic}")]);
     tls_flags(&mut command, &certs);
     let mut edge = Process::start("edge", command);
     edge.wait_for_line("kv-edge ready", Duration::from_secs(30));

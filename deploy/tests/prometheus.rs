@@ -345,6 +345,12 @@ async fn every_dashboard_panel_and_rule_returns_data_from_a_live_stack() {
             "edge 5xx scraped".into(),
             r#"tierkv_requests_total{tier="edge",status="unavailable"} > 0"#.into(),
         ));
+        // With the store gone, the key's home regional node answers
+        // `unavailable` and the edge tries the next node, then the origin.
+        all.push((
+            "edge failovers scraped".into(),
+            r#"tierkv_failovers_total{tier="edge"} > 0"#.into(),
+        ));
         for (place, query) in all {
             match has_data(&client, &prometheus.url, &query).await {
                 Ok(true) => {}

@@ -33,10 +33,24 @@
 //! Connections are pooled and reused by the underlying `reqwest` client;
 //! clone a [`Client`] freely, clones share the pool.
 //!
+//! # Retries
+//!
+//! A call that fails in a way a retry can fix (the service or an upstream
+//! tier unavailable, a deadline passed, a lost connection) is tried again,
+//! with backoff, up to [`RetryPolicy::attempts`] times. Every write carries
+//! an `Idempotency-Key` (one of its own, unless [`PutOptions::idempotency_key`]
+//! names one), and each retry of it sends the same key: the service applies
+//! a write at most once and answers a retry with the first version, so a
+//! write whose answer was lost (`outcome_unknown`) is safe to retry.
+//!
 //! # Layout
 //!
 //! Everything is in this file: [`Client`] and its options, the returned
 //! types, and [`Error`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -65,10 +79,13 @@ pub enum Error {
     Api {
         /// The HTTP status.
         status: u16,
-        /// The error code from the body, such as `bad_request` or `unavailable`.
+        /// The error code from the body, such as `bad_request`, `unavailable`,
+        /// `timeout` or `outcome_unknown`.
         code: String,
         /// The error message.
         message: String,
+        /// Whether the service says a retry may succeed.
+        retryable: bool,
     },
     /// The answer was not what the API promises.
     #[error("unexpected answer: {0}")]
@@ -76,12 +93,56 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether retrying might succeed (the service or an upstream tier was unavailable).
+    /// Whether retrying might succeed: the service says so (an upstream tier
+    /// was unavailable, a deadline passed, a write's outcome is unknown), or
+    /// the request did not complete. Writes are retried with the same
+    /// idempotency key, so a retry never applies a write twice.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Transport(e) => e.is_connect() || e.is_timeout(),
-            Self::Api { status, .. } => *status == 503,
+            Self::Transport(e) => !e.is_builder() && !e.is_decode() && !e.is_redirect(),
+            Self::Api { retryable, .. } => *retryable,
             _ => false,
+        }
+    }
+
+    /// Whether this failure leaves a write's outcome unknown: it may or may
+    /// not have been applied (retrying with the same idempotency key settles it).
+    pub fn is_outcome_unknown(&self) -> bool {
+        match self {
+            Self::Transport(e) => !e.is_connect() && !e.is_builder(),
+            Self::Api { code, .. } => code == "outcome_unknown",
+            _ => false,
+        }
+    }
+}
+
+/// How calls are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included; 1 turns retries off.
+    pub attempts: u32,
+    /// The pause before the first retry; it doubles after each (with jitter).
+    pub initial_backoff: Duration,
+    /// The longest pause between two tries.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// One try, no retries.
+    pub fn none() -> Self {
+        Self {
+            attempts: 1,
+            ..Self::default()
         }
     }
 }
@@ -107,6 +168,7 @@ pub struct PutOptions {
     expiration: Option<u64>,
     expiration_ttl: Option<u64>,
     metadata: Option<serde_json::Value>,
+    idempotency_key: Option<String>,
 }
 
 impl PutOptions {
@@ -130,6 +192,14 @@ impl PutOptions {
     /// Attach JSON metadata (at most 1024 bytes serialized).
     pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
         self.metadata = Some(metadata);
+        self
+    }
+
+    /// Name the write (1–255 visible ASCII characters): a write with the
+    /// same key, from this client or any other, is applied at most once.
+    /// Without one, each call gets a fresh key, shared by its retries.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
         self
     }
 }
@@ -191,6 +261,7 @@ struct ErrorBody {
 struct ErrorDetail {
     code: String,
     message: String,
+    retryable: Option<bool>,
 }
 
 /// A client of one tierkv edge.
@@ -198,6 +269,8 @@ struct ErrorDetail {
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    retry: RetryPolicy,
+    retries: Arc<AtomicU64>,
 }
 
 impl Client {
@@ -216,7 +289,41 @@ impl Client {
         Ok(Self {
             http,
             base: base.to_string(),
+            retry: RetryPolicy::default(),
+            retries: Arc::default(),
         })
+    }
+
+    /// The same client with another retry policy.
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Retries made so far by this client and its clones.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Runs `call` until it succeeds, fails for good, or runs out of tries.
+    async fn with_retries<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let mut backoff = self.retry.initial_backoff;
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Err(e) if e.is_retryable() && attempt < self.retry.attempts => {
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(jittered(backoff)).await;
+                    backoff = (backoff * 2).min(self.retry.max_backoff);
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
     }
 
     fn key_url(&self, namespace: &str, key: &str) -> String {
@@ -242,6 +349,10 @@ impl Client {
         namespace: &str,
         key: &str,
     ) -> Result<Option<Value>, Error> {
+        self.with_retries(|| self.get_once(namespace, key)).await
+    }
+
+    async fn get_once(&self, namespace: &str, key: &str) -> Result<Option<Value>, Error> {
         let response = self.http.get(self.key_url(namespace, key)).send().await?;
         if response.status() == StatusCode::NOT_FOUND {
             // A missing key and an unknown route are both 404: tell them apart.
@@ -254,6 +365,7 @@ impl Client {
                     status: 404,
                     code: b.error.code,
                     message: b.error.message,
+                    retryable: false,
                 }),
                 None => Err(Error::Decode("404 without an error body".into())),
             };
@@ -299,7 +411,7 @@ impl Client {
             .await
     }
 
-    /// Writes a value with an expiration and metadata.
+    /// Writes a value with an expiration, metadata or an idempotency key.
     pub async fn put_with(
         &self,
         namespace: &str,
@@ -314,32 +426,51 @@ impl Client {
         if let Some(ttl) = options.expiration_ttl {
             query.push(("expiration_ttl", ttl));
         }
-        let mut request = self
-            .http
-            .put(self.key_url(namespace, key))
-            .query(&query)
-            .body(value.into());
-        if let Some(metadata) = &options.metadata {
-            request = request.header("kv-metadata", metadata.to_string());
-        }
-        let response = check(request.send().await?).await?;
-        let written: Written = response
-            .json()
-            .await
-            .map_err(|e| Error::Decode(e.to_string()))?;
-        Ok(written.version)
+        let value = value.into();
+        let idempotency_key = options
+            .idempotency_key
+            .clone()
+            .unwrap_or_else(new_idempotency_key);
+        let url = self.key_url(namespace, key);
+        self.with_retries(|| async {
+            let mut request = self
+                .http
+                .put(&url)
+                .query(&query)
+                .header("idempotency-key", &idempotency_key)
+                .body(value.clone());
+            if let Some(metadata) = &options.metadata {
+                request = request.header("kv-metadata", metadata.to_string());
+            }
+            let response = check(request.send().await?).await?;
+            let written: Written = response
+                .json()
+                .await
+                .map_err(|e| Error::Decode(e.to_string()))?;
+            Ok(written.version)
+        })
+        .await
     }
 
-    /// Deletes a key (deleting a missing key succeeds).
-    pub async fn delete(&self, namespace: &str, key: &str) -> Result<(), Error> {
-        check(
-            self.http
-                .delete(self.key_url(namespace, key))
-                .send()
-                .await?,
-        )
+    /// Deletes a key, and returns the delete's version (deleting a missing
+    /// key succeeds). Retries carry one idempotency key.
+    pub async fn delete(&self, namespace: &str, key: &str) -> Result<u64, Error> {
+        let idempotency_key = new_idempotency_key();
+        let url = self.key_url(namespace, key);
+        self.with_retries(|| async {
+            let request = self
+                .http
+                .delete(&url)
+                .header("idempotency-key", &idempotency_key);
+            let response = check(request.send().await?).await?;
+            response
+                .headers()
+                .get("kv-version")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| Error::Decode("delete answered without kv-version".into()))
+        })
         .await
-        .map(drop)
     }
 
     /// One page of the keys of `namespace`.
@@ -356,11 +487,14 @@ impl Client {
             self.base,
             utf8_percent_encode(namespace, SEGMENT)
         );
-        let response = check(self.http.get(url).query(&query).send().await?).await?;
-        response
-            .json()
-            .await
-            .map_err(|e| Error::Decode(e.to_string()))
+        self.with_retries(|| async {
+            let response = check(self.http.get(&url).query(&query).send().await?).await?;
+            response
+                .json()
+                .await
+                .map_err(|e| Error::Decode(e.to_string()))
+        })
+        .await
     }
 
     /// Every key under `prefix`, page after page.
@@ -398,13 +532,43 @@ async fn check(response: reqwest::Response) -> Result<reqwest::Response, Error> 
         return Ok(response);
     }
     let text = response.text().await.unwrap_or_default();
-    let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(body) => (body.error.code, body.error.message),
-        Err(_) => ("unknown".to_string(), text),
+    // An answer from something other than tierkv (a proxy) has no
+    // `retryable`: a 502, 503 or 504 is then worth another try.
+    let by_status = matches!(status.as_u16(), 502..=504);
+    let (code, message, retryable) = match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => (
+            body.error.code,
+            body.error.message,
+            body.error.retryable.unwrap_or(by_status),
+        ),
+        Err(_) => ("unknown".to_string(), text, by_status),
     };
     Err(Error::Api {
         status: status.as_u16(),
         code,
         message,
+        retryable,
     })
+}
+
+/// A fresh idempotency key: 32 hex digits, which the edge takes as the write
+/// id itself.
+fn new_idempotency_key() -> String {
+    format!("{:016x}{:016x}", random_u64(), random_u64())
+}
+
+/// `backoff` scaled by a random factor in [0.5, 1.5), so that clients that
+/// failed together do not retry together.
+fn jittered(backoff: Duration) -> Duration {
+    backoff.mul_f64(0.5 + (random_u64() % 1000) as f64 / 1000.0)
+}
+
+/// A random u64 without a dependency on `rand`: std's randomly keyed hasher
+/// fed a process-wide counter.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.finish()
 }

@@ -1,8 +1,11 @@
 //! kv-client against a running stack (origin, regional node and edge on loopback).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use futures::TryStreamExt;
-use kv_client::{Client, Error, ListOptions, PutOptions};
+use kv_client::{Client, Error, ListOptions, PutOptions, RetryPolicy};
 use kv_edge::EdgeConfig;
 use kv_edge::dev::{DevOptions, DevStack};
 use serde_json::json;
@@ -49,7 +52,8 @@ async fn put_get_delete_with_metadata_and_tier() {
     assert!(found.expiration.is_some());
     assert_eq!(&found.value[..], b"again");
 
-    kv.delete("app", "a/b ü").await.unwrap();
+    let deleted = kv.delete("app", "a/b ü").await.unwrap();
+    assert!(deleted > v2);
     assert_eq!(kv.get("app", "a/b ü").await.unwrap(), None);
     kv.delete("app", "never-existed").await.unwrap();
     stack.stop().await;
@@ -142,4 +146,104 @@ async fn errors_are_typed() {
         matches!(err, Error::Transport(_)) && err.is_retryable(),
         "{err:?}"
     );
+    assert_eq!(gone.retries(), 2, "three tries in all");
+    // Nothing was sent, so nothing is in doubt.
+    let err = gone.put("app", "k", "x").await.unwrap_err();
+    assert!(!err.is_outcome_unknown(), "{err:?}");
+}
+
+/// A proxy in front of the edge that passes every request on, but answers
+/// the first `lose` writes (PUT or DELETE) with a bare 502, as a proxy whose
+/// connection to the edge broke after sending: the edge applied them, and
+/// the client never heard.
+async fn lossy_proxy(
+    edge: std::net::SocketAddr,
+    lose: usize,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use axum::extract::Request;
+    use axum::response::IntoResponse;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let forward = reqwest::Client::new();
+    let writes = seen.clone();
+    let app = axum::Router::new().fallback(move |request: Request| {
+        let (forward, writes) = (forward.clone(), writes.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let url = format!("http://{edge}{}", parts.uri);
+            let mut outgoing = forward.request(parts.method.clone(), url).body(body);
+            for (name, value) in &parts.headers {
+                if name != "host" {
+                    outgoing = outgoing.header(name, value);
+                }
+            }
+            let answer = outgoing.send().await.unwrap();
+            let is_write = parts.method == "PUT" || parts.method == "DELETE";
+            if is_write && writes.fetch_add(1, Ordering::SeqCst) < lose {
+                return axum::http::StatusCode::BAD_GATEWAY.into_response();
+            }
+            let status = answer.status();
+            let headers = answer.headers().clone();
+            let bytes = answer.bytes().await.unwrap();
+            let mut response = (status, bytes).into_response();
+            *response.headers_mut() = headers;
+            response
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_answer_was_lost_is_retried_and_applied_once() {
+    let (_dir, stack, direct) = start().await;
+    let (proxy, writes) = lossy_proxy(stack.http, 1).await;
+    let kv = Client::new(&format!("http://{proxy}")).unwrap();
+
+    let version = kv.put("app", "once", "v1").await.unwrap();
+    assert_eq!(writes.load(Ordering::SeqCst), 2, "the write was sent twice");
+    assert_eq!(kv.retries(), 1);
+    // Applied once: a second application would have a later version.
+    let found = direct
+        .get_with_metadata("app", "once")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found.version, &found.value[..]), (version, &b"v1"[..]));
+
+    // The same for a delete.
+    let (proxy, _) = lossy_proxy(stack.http, 1).await;
+    let kv = Client::new(&format!("http://{proxy}")).unwrap();
+    let deleted = kv.delete("app", "once").await.unwrap();
+    assert!(deleted > version);
+    let later = direct.put("app", "once", "v2").await.unwrap();
+    assert!(
+        later > deleted,
+        "the delete was applied once, before this write"
+    );
+
+    // A caller's own idempotency key names the write across clients: a
+    // second client sending it gets the first version, and changes nothing.
+    let options = PutOptions::new().idempotency_key("order-42");
+    let first = direct.put_with("app", "mine", "a", &options).await.unwrap();
+    let other = Client::new(&format!("http://{}", stack.http)).unwrap();
+    assert_eq!(
+        other.put_with("app", "mine", "a", &options).await.unwrap(),
+        first
+    );
+    assert_eq!(
+        direct.get("app", "mine").await.unwrap().as_deref(),
+        Some(&b"a"[..])
+    );
+
+    // Without retries, the lost answer is the caller's to handle.
+    let (proxy, _) = lossy_proxy(stack.http, 1).await;
+    let once = Client::new(&format!("http://{proxy}"))
+        .unwrap()
+        .with_retry_policy(RetryPolicy::none());
+    let err = once.put("app", "k", "x").await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    stack.stop().await;
 }

@@ -20,13 +20,26 @@ pub struct EdgeConfig {
     pub regionals: Vec<PeerAddr>,
     /// The name regional nodes' certificates must carry.
     pub regional_name: String,
-    /// The origin's QUIC address, `host:port`.
-    pub origin: PeerAddr,
-    /// The name the origin's certificate must carry.
+    /// The origin processes' QUIC addresses, `host:port`; any of them serves
+    /// any key. In TOML, a list or one comma-separated string (`origin` also works).
+    #[serde(
+        alias = "origin",
+        deserialize_with = "kv_runtime::quic::peer::deserialize_list"
+    )]
+    pub origins: Vec<PeerAddr>,
+    /// The name the origins' certificates must carry.
     pub origin_name: String,
-    /// Time limit of one upstream request, milliseconds.
-    pub upstream_timeout_ms: u64,
-    /// How long a failed regional node is skipped, seconds.
+    /// A read's deadline, from its arrival: every tier answers within it, milliseconds.
+    pub read_deadline_ms: u64,
+    /// A write's deadline, from when its body has arrived, milliseconds;
+    /// `write_deadline_per_mib_ms` is added for each MiB of the value.
+    pub write_deadline_ms: u64,
+    /// What each MiB of a written value adds to its deadline, milliseconds.
+    pub write_deadline_per_mib_ms: u64,
+    /// How long a dial to an upstream node may take, milliseconds. A dial
+    /// that fails (or does not finish in time) marks the node down.
+    pub connect_timeout_ms: u64,
+    /// How long a node whose link failed is tried only after the others, seconds.
     pub node_down_secs: u64,
     /// Hot cache capacity, MiB; 0 turns it off.
     pub hot_cache_mib: u64,
@@ -52,9 +65,12 @@ impl Default for EdgeConfig {
             http: ([127, 0, 0, 1], 8787).into(),
             regionals: vec![SocketAddr::from(([127, 0, 0, 1], 7401)).into()],
             regional_name: kv_runtime::dev_certs::DEV_SERVER_NAME.into(),
-            origin: SocketAddr::from(([127, 0, 0, 1], 7400)).into(),
+            origins: vec![SocketAddr::from(([127, 0, 0, 1], 7400)).into()],
             origin_name: kv_runtime::dev_certs::DEV_SERVER_NAME.into(),
-            upstream_timeout_ms: 2_000,
+            read_deadline_ms: 2_000,
+            write_deadline_ms: 2_000,
+            write_deadline_per_mib_ms: 500,
+            connect_timeout_ms: 1_000,
             node_down_secs: 5,
             hot_cache_mib: 64,
             hot_max_value_kib: 100,
@@ -72,11 +88,27 @@ impl Default for EdgeConfig {
 }
 
 impl EdgeConfig {
+    /// The deadlines the HTTP API gives requests.
+    pub fn deadlines(&self) -> crate::http::Deadlines {
+        let ms = std::time::Duration::from_millis;
+        crate::http::Deadlines {
+            read: ms(self.read_deadline_ms),
+            write: ms(self.write_deadline_ms),
+            write_per_mib: ms(self.write_deadline_per_mib_ms),
+        }
+    }
+
     /// Checks rules the types cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |m: &str| Err(ConfigError::Invalid(m.into()));
-        if self.upstream_timeout_ms == 0 {
-            return fail("upstream_timeout_ms must be at least 1");
+        if self.read_deadline_ms == 0 || self.write_deadline_ms == 0 {
+            return fail("read_deadline_ms and write_deadline_ms must be at least 1");
+        }
+        if self.connect_timeout_ms == 0 {
+            return fail("connect_timeout_ms must be at least 1");
+        }
+        if self.origins.is_empty() {
+            return fail("origins must name at least one origin");
         }
         if self.cache_ttl_secs == 0 {
             return fail("cache_ttl_secs must be at least 1");

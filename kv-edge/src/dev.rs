@@ -102,7 +102,7 @@ impl DevStack {
         let regional = RegionalServer::bind_with(
             &RegionalConfig {
                 listen: loopback,
-                origin: origin_addr.into(),
+                origins: vec![origin_addr.into()],
                 data_dir: options.data_dir.join("regional"),
                 memory_mib: 128,
                 disk_mib: 256,
@@ -117,7 +117,7 @@ impl DevStack {
             &EdgeConfig {
                 http: options.http,
                 regionals: vec![regional_addr.into()],
-                origin: origin_addr.into(),
+                origins: vec![origin_addr.into()],
                 tls,
                 ..options.edge
             },

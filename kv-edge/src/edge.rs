@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use kv_proto::{
-    Body, DeleteRequest, Entry, GetRequest, Key, ListPage, ListRequest, Namespace, Op, PutRequest,
-    Request, RequestId, Response, Status, Tier,
+    Body, DeleteRequest, Entry, ErrorSource, GetRequest, Key, ListPage, ListRequest, Namespace, Op,
+    PutRequest, Request, RequestId, Response, Status, Tier, WriteId,
 };
+use kv_runtime::deadline::Deadline;
 use kv_runtime::metrics::{AnsweredBy, CacheLookups, Metrics};
 use kv_runtime::singleflight::{Role, SingleFlight};
 use kv_runtime::time::{is_expired, unix_millis, unix_seconds};
@@ -20,20 +21,62 @@ use crate::upstream::Upstream;
 /// large for the hot cache, or after the hot entry is evicted.
 const RECENT_WRITES_TTL: Duration = Duration::from_secs(300);
 
-/// Why an edge operation failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum EdgeError {
-    /// No tier could be reached in time.
-    #[error("upstream unavailable: {0}")]
-    Unavailable(String),
-    /// An upstream tier refused or failed the request.
-    #[error("{message}")]
-    Upstream {
-        /// Its status.
-        status: Status,
-        /// Its message.
-        message: String,
-    },
+/// Why an edge operation failed: the error model every tier shares.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct EdgeError {
+    /// What kind of failure: never `ok` or `not_found`.
+    pub status: Status,
+    /// Who is to blame (the error source; not named `source`, which would
+    /// make it the `Error::source` chain).
+    pub blame: ErrorSource,
+    /// Whether a retry (of a write: with the same write id) might succeed.
+    pub retryable: bool,
+    /// What failed.
+    pub message: String,
+}
+
+impl EdgeError {
+    /// The deadline passed at this edge, with nothing sent (or only reads).
+    fn timeout(what: &str) -> Self {
+        Self {
+            status: Status::Timeout,
+            blame: ErrorSource::Local,
+            retryable: true,
+            message: format!("no answer within the request's deadline ({what})"),
+        }
+    }
+
+    /// A failure an upstream tier answered with; an answer that makes no
+    /// sense for the request is an internal error.
+    fn from_response(response: Response) -> Self {
+        let status = response.status;
+        let retryable = response.is_retryable();
+        match response.body {
+            Body::Error(failure) if status.is_failure() => Self {
+                status,
+                blame: failure.source,
+                retryable,
+                message: failure.message,
+            },
+            _ => Self {
+                status: Status::Internal,
+                blame: ErrorSource::Upstream,
+                retryable: false,
+                message: format!("unexpected {status} answer from upstream"),
+            },
+        }
+    }
+}
+
+/// An acknowledged write or delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Its version.
+    pub version: u64,
+    /// Whether it answers a retry of a write applied before (same write id):
+    /// the version is the first attempt's.
+    pub replayed: bool,
 }
 
 /// A read's outcome.
@@ -43,6 +86,9 @@ pub struct Read {
     pub entry: Option<Entry>,
     /// The tier that answered.
     pub tier: Tier,
+    /// For a key that does not exist: the version of the delete (or of the
+    /// value that expired), when the answering tier knows it.
+    pub absent_version: Option<u64>,
 }
 
 /// Counters of an edge.
@@ -62,7 +108,7 @@ pub struct Edge {
     hot: HotCache,
     upstream: Arc<Upstream>,
     default_cache_ttl: Duration,
-    reads: SingleFlight<String, Result<Response, EdgeError>>,
+    reads: SingleFlight<String, Response>,
     recent_writes: moka::sync::Cache<String, u64>,
     stats: EdgeStats,
     lookups: CacheLookups,
@@ -129,10 +175,12 @@ impl Edge {
     }
 
     /// Reads a key: from the hot cache, else from upstream, where concurrent
-    /// misses of one key share one request.
+    /// misses of one key share one request. The request stops waiting at
+    /// `deadline`; the shared request goes on only while someone waits.
     pub async fn get(
         &self,
         id: RequestId,
+        deadline: Deadline,
         namespace: Namespace,
         key: Key,
         cache_ttl: Option<u32>,
@@ -154,6 +202,7 @@ impl Edge {
                 return Ok(Read {
                     entry: Some(hit.entry),
                     tier: Tier::Edge,
+                    absent_version: None,
                 });
             }
             Lookup::Hit(_) | Lookup::Stale(_) => {
@@ -166,8 +215,10 @@ impl Edge {
             }
         };
         span.record("cache", result);
+        let floor_key = ck.clone();
         let request = Request {
             id,
+            budget: deadline.remaining(),
             op: Op::Get(GetRequest {
                 namespace,
                 key,
@@ -182,43 +233,71 @@ impl Edge {
         let hot = self.hot.clone();
         let recent_writes = self.recent_writes.clone();
         let ttl = cache_ttl.map_or(self.default_cache_ttl, |s| Duration::from_secs(s.into()));
-        let (result, role) = self
-            .reads
-            .run(ck.clone(), move || async move {
-                let response = fetch(&upstream, &ck, &request).await?;
-                if let (Status::Ok, Body::Entry(entry)) = (response.status, &response.body)
+        let flight = self.reads.run(ck.clone(), move || async move {
+            let response = upstream.request(&ck, &request, &deadline).await;
+            if let (Status::Ok, Body::Entry(entry)) = (response.status, &response.body)
                     && hot.admits(entry.value.len())
                     // A write that landed meanwhile has already cached something newer.
                     && recent_writes.get(&ck).is_none_or(|w| entry.version >= w)
-                {
-                    let fresh_until_ms = fresh_until(ttl, entry.expiration);
-                    hot.insert(
-                        ck,
-                        HotEntry {
-                            entry: entry.clone(),
-                            fresh_until_ms,
-                        },
-                    )
-                    .await;
-                }
-                Ok(response)
-            })
-            .await;
+            {
+                let fresh_until_ms = fresh_until(ttl, entry.expiration);
+                hot.insert(
+                    ck,
+                    HotEntry {
+                        entry: entry.clone(),
+                        fresh_until_ms,
+                    },
+                )
+                .await;
+            }
+            response
+        });
+        let (result, role) = deadline
+            .run(flight)
+            .await
+            .map_err(|_| EdgeError::timeout("waiting for a shared upstream read"))?;
         if role == Role::Follower {
             self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
             self.coalesced.inc();
         } else {
             self.stats.upstream_reads.fetch_add(1, Ordering::Relaxed);
         }
-        let response = result.map_err(|e| EdgeError::Unavailable(e.to_string()))??;
+        let response = result.map_err(|e| EdgeError {
+            status: Status::Internal,
+            blame: ErrorSource::Local,
+            retryable: true,
+            message: e.to_string(),
+        })?;
         let tier = response.tier.unwrap_or(Tier::Origin);
+        match &response.body {
+            Body::Entry(entry) => self.raise_floor(&floor_key, entry.version),
+            Body::Deleted { version } => self.raise_floor(&floor_key, *version),
+            _ => {}
+        }
         let read = match (response.status, response.body) {
             (Status::Ok, Body::Entry(entry)) => Read {
                 entry: Some(entry),
                 tier,
+                absent_version: None,
             },
-            (Status::NotFound, _) => Read { entry: None, tier },
-            (status, body) => return Err(upstream_error(status, body)),
+            (Status::NotFound, Body::Deleted { version }) => Read {
+                entry: None,
+                tier,
+                absent_version: Some(version),
+            },
+            (Status::NotFound, _) => Read {
+                entry: None,
+                tier,
+                absent_version: None,
+            },
+            (status, body) => {
+                return Err(EdgeError::from_response(Response {
+                    id,
+                    status,
+                    tier: None,
+                    body,
+                }));
+            }
         };
         self.answered_by.inc(tier);
         Ok(read)
@@ -228,14 +307,27 @@ impl Edge {
 impl Edge {
     /// Writes a key; answers with its version once the origin holds it. The
     /// hot cache holds the new value before this returns (read-your-writes).
-    pub async fn put(&self, id: RequestId, put: PutRequest) -> Result<u64, EdgeError> {
+    /// A retry with the same write id, through any edge, gets the same version.
+    pub async fn put(
+        &self,
+        id: RequestId,
+        deadline: Deadline,
+        put: PutRequest,
+    ) -> Result<Written, EdgeError> {
         let ck = cache_key(&put.namespace, &put.key);
         let request = Request {
             id,
+            budget: deadline.remaining(),
             op: Op::Put(put.clone()),
         };
-        let version = written(fetch(&self.upstream, &ck, &request).await?)?;
+        let written = written(self.upstream.request(&ck, &request, &deadline).await)?;
+        let version = written.version;
         self.remember_write(&ck, version);
+        if written.replayed {
+            // A retry of a write applied before: newer writes may have
+            // followed it, so its value is no news for the cache.
+            return Ok(written);
+        }
         let entry = Entry {
             version,
             expiration: put.expiration,
@@ -252,82 +344,89 @@ impl Edge {
                 },
             )
             .await;
-        Ok(version)
+        Ok(written)
     }
 
     /// Deletes a key; answers with the delete's version.
     pub async fn delete(
         &self,
         id: RequestId,
+        deadline: Deadline,
         namespace: Namespace,
         key: Key,
-    ) -> Result<u64, EdgeError> {
+        write_id: WriteId,
+    ) -> Result<Written, EdgeError> {
         let ck = cache_key(&namespace, &key);
         let request = Request {
             id,
-            op: Op::Delete(DeleteRequest { namespace, key }),
+            budget: deadline.remaining(),
+            op: Op::Delete(DeleteRequest {
+                namespace,
+                key,
+                write_id,
+            }),
         };
-        let version = written(fetch(&self.upstream, &ck, &request).await?)?;
-        self.remember_write(&ck, version);
-        self.hot.remove(&ck).await;
-        Ok(version)
+        let written = written(self.upstream.request(&ck, &request, &deadline).await)?;
+        self.remember_write(&ck, written.version);
+        self.hot.remove_older_than(&ck, written.version).await;
+        Ok(written)
     }
 
     /// One page of a listing.
-    pub async fn list(&self, id: RequestId, list: ListRequest) -> Result<ListPage, EdgeError> {
+    pub async fn list(
+        &self,
+        id: RequestId,
+        deadline: Deadline,
+        list: ListRequest,
+    ) -> Result<ListPage, EdgeError> {
         let routing = list.namespace.to_string();
-        let response = fetch(
-            &self.upstream,
-            &routing,
-            &Request {
-                id,
-                op: Op::List(list),
-            },
-        )
-        .await?;
+        let request = Request {
+            id,
+            budget: deadline.remaining(),
+            op: Op::List(list),
+        };
+        let response = self.upstream.request(&routing, &request, &deadline).await;
         match (response.status, response.body) {
             (Status::Ok, Body::Page(page)) => Ok(page),
-            (status, body) => Err(upstream_error(status, body)),
+            (status, body) => Err(EdgeError::from_response(Response {
+                id,
+                status,
+                tier: None,
+                body,
+            })),
         }
     }
 
+    /// Remembers a version written through this edge (see [`Edge::raise_floor`]);
+    /// reads already in flight may carry the old value, so later ones do not
+    /// join them.
     fn remember_write(&self, ck: &str, version: u64) {
-        self.recent_writes.insert(ck.to_string(), version);
-        // Reads already in flight may carry the old value; later ones must not join them.
+        self.raise_floor(ck, version);
         self.reads.forget(&ck.to_string());
     }
-}
 
-async fn fetch(
-    upstream: &Upstream,
-    routing_key: &str,
-    request: &Request,
-) -> Result<Response, EdgeError> {
-    upstream
-        .request(routing_key, request)
-        .await
-        .map_err(|e| EdgeError::Unavailable(e.last))
-}
-
-fn written(response: Response) -> Result<u64, EdgeError> {
-    match (response.status, response.body) {
-        (Status::Ok, Body::Written { version }) => Ok(version),
-        (status, body) => Err(upstream_error(status, body)),
+    /// Raises the lowest version this edge will serve of a key to `version`:
+    /// no later read here returns anything older (versions never go
+    /// backwards on one edge, whichever node answers). Never lowers it: the
+    /// answer to a retried write carries its first, older, version.
+    fn raise_floor(&self, ck: &str, version: u64) {
+        self.recent_writes
+            .entry_by_ref(ck)
+            .and_compute_with(|known| match known {
+                Some(known) if *known.value() >= version => moka::ops::compute::Op::Nop,
+                _ => moka::ops::compute::Op::Put(version),
+            });
     }
 }
 
-fn upstream_error(status: Status, body: Body) -> EdgeError {
-    let message = match body {
-        Body::Error { message } => message,
-        _ => format!("unexpected {status} answer from upstream"),
-    };
-    match status {
-        Status::Unavailable => EdgeError::Unavailable(message),
-        Status::Ok | Status::NotFound => EdgeError::Upstream {
-            status: Status::Internal,
-            message,
-        },
-        status => EdgeError::Upstream { status, message },
+/// An acknowledged write's version, and whether it answers a retry.
+fn written(response: Response) -> Result<Written, EdgeError> {
+    match (response.status, &response.body) {
+        (Status::Ok, Body::Written { version, replayed }) => Ok(Written {
+            version: *version,
+            replayed: *replayed,
+        }),
+        _ => Err(EdgeError::from_response(response)),
     }
 }
 

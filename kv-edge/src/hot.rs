@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use kv_proto::Entry;
 use kv_runtime::time::unix_millis;
 use moka::Expiry;
+use moka::ops::compute::Op;
 
 /// A cached value and when it stops being fresh.
 #[derive(Debug, Clone)]
@@ -120,20 +121,35 @@ impl HotCache {
     }
 
     /// Caches `entry` when its size is admitted; otherwise forgets the key.
+    /// A version never goes backwards: an entry older than the one cached
+    /// (a fill that raced with a write, say) changes nothing.
     pub async fn insert(&self, key: String, entry: HotEntry) {
         let Some(cache) = &self.cache else { return };
-        if self.admits(entry.entry.value.len()) {
-            cache.insert(key, entry).await;
-        } else {
-            cache.invalidate(&key).await;
-        }
+        let admitted = self.admits(entry.entry.value.len());
+        cache
+            .entry(key)
+            .and_compute_with(|cached| async move {
+                match cached {
+                    Some(cached) if cached.value().entry.version > entry.entry.version => Op::Nop,
+                    _ if admitted => Op::Put(entry),
+                    _ => Op::Remove,
+                }
+            })
+            .await;
     }
 
-    /// Forgets a key.
-    pub async fn remove(&self, key: &str) {
-        if let Some(cache) = &self.cache {
-            cache.invalidate(key).await;
-        }
+    /// Forgets a key's entry if it is older than `version` (a delete's).
+    pub async fn remove_older_than(&self, key: &str, version: u64) {
+        let Some(cache) = &self.cache else { return };
+        cache
+            .entry_by_ref(key)
+            .and_compute_with(|cached| async move {
+                match cached {
+                    Some(cached) if cached.value().entry.version < version => Op::Remove,
+                    _ => Op::Nop,
+                }
+            })
+            .await;
     }
 
     /// Applies moka's pending bookkeeping, so [`HotCache::usage`] is current.

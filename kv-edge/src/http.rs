@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -24,13 +25,16 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kv_proto::limits::{MAX_KEY_LEN, MAX_LIST_LIMIT, MAX_VALUE_LEN};
-use kv_proto::{Key, ListRequest, Metadata, Namespace, PutRequest, RequestId, Status};
+use kv_proto::{
+    ErrorSource, Key, ListRequest, Metadata, Namespace, PutRequest, RequestId, Status, WriteId,
+};
+use kv_runtime::deadline::Deadline;
 use kv_runtime::metrics::{Metrics, Served};
 use kv_runtime::time::unix_seconds;
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::edge::{Edge, EdgeError};
+use crate::edge::{Edge, EdgeError, Written};
 
 /// Rules of the API that an operator may tune.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +44,8 @@ pub struct ApiOptions {
     /// Shortest expiration TTL, and how far ahead an absolute expiration
     /// must be, seconds (Workers KV: 60).
     pub min_expiration_ttl: u64,
+    /// How long each request may take.
+    pub deadlines: Deadlines,
 }
 
 impl Default for ApiOptions {
@@ -47,7 +53,41 @@ impl Default for ApiOptions {
         Self {
             min_cache_ttl: 30,
             min_expiration_ttl: 60,
+            deadlines: Deadlines::default(),
         }
+    }
+}
+
+/// How long a request may take, end to end: every tier behind the edge
+/// answers within what is left of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// A read or list, from its arrival.
+    pub read: Duration,
+    /// A write, from when its body has arrived.
+    pub write: Duration,
+    /// Added to a write's deadline for each MiB of its value.
+    pub write_per_mib: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            read: Duration::from_secs(2),
+            write: Duration::from_secs(2),
+            write_per_mib: Duration::from_millis(500),
+        }
+    }
+}
+
+impl Deadlines {
+    fn read(&self) -> Deadline {
+        Deadline::after(self.read)
+    }
+
+    fn write(&self, value_len: usize) -> Deadline {
+        let mib = value_len as f64 / (1024.0 * 1024.0);
+        Deadline::after(self.write + self.write_per_mib.mul_f64(mib))
     }
 }
 
@@ -64,6 +104,12 @@ static KV_TIER: HeaderName = HeaderName::from_static("kv-tier");
 static KV_EXPIRATION: HeaderName = HeaderName::from_static("kv-expiration");
 static KV_METADATA: HeaderName = HeaderName::from_static("kv-metadata");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+static KV_WRITE_ID: HeaderName = HeaderName::from_static("kv-write-id");
+static KV_VERSION: HeaderName = HeaderName::from_static("kv-version");
+static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 const LIST_ROUTE: &str = "/v1/{namespace}";
 const KEY_ROUTE: &str = "/v1/{namespace}/{*key}";
@@ -117,36 +163,48 @@ async fn count_request(State(served): State<Served>, request: Request, next: Nex
     let started = std::time::Instant::now();
     let _in_flight = served.start();
     let response = next.run(request).await;
-    served.observe(op, status_of(response.status()), started.elapsed());
+    let status = response
+        .extensions()
+        .get::<Status>()
+        .copied()
+        .unwrap_or_else(|| status_of(response.status()));
+    served.observe(op, status, started.elapsed());
     response
 }
 
-/// The protocol status an HTTP answer stands for.
+/// The protocol status an HTTP answer stands for, when the answer does not
+/// carry one (errors carry theirs, so 504s tell `timeout` from `outcome_unknown`).
 fn status_of(code: StatusCode) -> Status {
     match code {
         StatusCode::NOT_FOUND => Status::NotFound,
         StatusCode::PAYLOAD_TOO_LARGE => Status::TooLarge,
-        StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => Status::Unavailable,
+        StatusCode::SERVICE_UNAVAILABLE => Status::Unavailable,
+        StatusCode::GATEWAY_TIMEOUT => Status::Timeout,
         code if code.is_success() || code.is_redirection() => Status::Ok,
         code if code.is_client_error() => Status::BadRequest,
         _ => Status::Internal,
     }
 }
 
-/// An error answer.
+/// An error answer: `{"error": {"code", "message", "retryable"}}`.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    retryable: bool,
+    kind: Status,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        let kind = status_of(status);
         Self {
             status,
             code,
             message: message.into(),
+            retryable: kind.is_retryable(),
+            kind,
         }
     }
 
@@ -157,31 +215,40 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, axum::Json(body)).into_response()
+        let body = json!({ "error": {
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+        } });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(self.kind);
+        response
     }
 }
 
 impl From<EdgeError> for ApiError {
+    /// Every kind of failure has its own HTTP status and code. A write whose
+    /// outcome is unknown is a 504 with the code `outcome_unknown`, never a
+    /// plain failure: retrying it with the same `Idempotency-Key` is safe.
     fn from(error: EdgeError) -> Self {
-        match &error {
-            EdgeError::Unavailable(_) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                error.to_string(),
-            ),
-            EdgeError::Upstream { status, .. } => {
-                let (code, name) = match status {
-                    Status::BadRequest => (StatusCode::BAD_REQUEST, "bad_request"),
-                    Status::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-                    Status::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-                    Status::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-                    Status::Ok | Status::Internal => {
-                        (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-                    }
-                };
-                Self::new(code, name, error.to_string())
+        let (status, code) = match error.status {
+            Status::BadRequest => (StatusCode::BAD_REQUEST, "bad_request"),
+            Status::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Status::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Status::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Status::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            Status::OutcomeUnknown => (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown"),
+            Status::Internal if error.blame == ErrorSource::Upstream => {
+                (StatusCode::BAD_GATEWAY, "upstream_error")
             }
+            Status::Ok | Status::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        Self {
+            status,
+            code,
+            message: error.message,
+            retryable: error.retryable,
+            kind: error.status,
         }
     }
 }
@@ -299,6 +366,7 @@ async fn get_key(
     headers: HeaderMap,
 ) -> Response {
     let id = request_id(&headers);
+    let deadline = api.options.deadlines.read();
     let span = span(id, "get");
     let result = async {
         let (ns, key) = target(path)?;
@@ -314,7 +382,7 @@ async fn get_key(
             Some(ttl) => Some(u32::try_from(ttl).unwrap_or(u32::MAX)),
             None => None,
         };
-        let read = api.edge.get(id, ns, key, cache_ttl).await?;
+        let read = api.edge.get(id, deadline, ns, key, cache_ttl).await?;
         tracing::Span::current().record("answered_by", read.tier.as_str());
         let Some(entry) = read.entry else {
             let mut response =
@@ -323,6 +391,11 @@ async fn get_key(
                 KV_TIER.clone(),
                 HeaderValue::from_static(read.tier.as_str()),
             );
+            if let Some(version) = read.absent_version {
+                response
+                    .headers_mut()
+                    .insert(KV_VERSION.clone(), HeaderValue::from(version));
+            }
             return Ok(response);
         };
         let etag = format!("\"{}\"", entry.version);
@@ -346,6 +419,7 @@ async fn get_key(
             );
         }
         headers.insert(header::ETAG, header_value(&etag));
+        headers.insert(KV_VERSION.clone(), HeaderValue::from(entry.version));
         headers.insert(
             KV_TIER.clone(),
             HeaderValue::from_static(read.tier.as_str()),
@@ -363,6 +437,51 @@ async fn get_key(
     finish(&span, id, result)
 }
 
+/// The write id of a PUT or DELETE: from its `Idempotency-Key` header (1 to
+/// 255 visible ASCII characters; 32 hex digits, such as a `kv-write-id` this
+/// edge answered with, are taken as they are), or a fresh one.
+fn write_id(headers: &HeaderMap) -> Result<WriteId, ApiError> {
+    let Some(raw) = headers.get(&IDEMPOTENCY_KEY) else {
+        return Ok(WriteId::random());
+    };
+    let bytes = raw.as_bytes();
+    if bytes.is_empty()
+        || bytes.len() > MAX_IDEMPOTENCY_KEY_LEN
+        || !bytes.iter().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+        )));
+    }
+    Ok(WriteId::from_idempotency_key(
+        std::str::from_utf8(bytes).unwrap_or_default(),
+    ))
+}
+
+/// Tells the client the write's id, so that it can retry the write safely
+/// (as its `Idempotency-Key`) when the answer was lost or unknown.
+fn with_write_id(mut response: Response, write_id: WriteId) -> Response {
+    response
+        .headers_mut()
+        .insert(KV_WRITE_ID.clone(), header_value(&write_id.to_string()));
+    response
+}
+
+/// The version a write got (`kv-version`): the value's etag, or the
+/// delete's version; and `idempotent-replayed: true` when the write was
+/// applied before, by an earlier request with the same idempotency key.
+fn with_version(mut response: Response, written: Written) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(KV_VERSION.clone(), HeaderValue::from(written.version));
+    if written.replayed {
+        headers.insert(
+            IDEMPOTENT_REPLAYED.clone(),
+            HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
 fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -377,6 +496,7 @@ async fn put_key(
     let id = request_id(&headers);
     let span = span(id, "put");
     let result = async {
+        let write_id = write_id(&headers)?;
         let (ns, key) = target(path)?;
         record_target(&tracing::Span::current(), &ns, Some(&key));
         let params = params(query)?;
@@ -411,11 +531,20 @@ async fn put_key(
             ),
         };
         let value = read_value(&headers, body).await?;
+        let deadline = api.options.deadlines.write(value.len());
         let mut put = PutRequest::new(ns, key, value).map_err(|e| too_large(e.to_string()))?;
         put.expiration = expiration;
         put.metadata = metadata;
-        let version = api.edge.put(id, put).await?;
-        Ok(axum::Json(json!({ "version": version })).into_response())
+        put.write_id = write_id;
+        // Failed or not, the answer names the write id, so the client can retry it.
+        let response = match api.edge.put(id, deadline, put).await {
+            Ok(written) => with_version(
+                axum::Json(json!({ "version": written.version })).into_response(),
+                written,
+            ),
+            Err(e) => ApiError::from(e).into_response(),
+        };
+        Ok(with_write_id(response, write_id))
     }
     .instrument(span.clone())
     .await;
@@ -456,12 +585,17 @@ async fn delete_key(
     headers: HeaderMap,
 ) -> Response {
     let id = request_id(&headers);
+    let deadline = api.options.deadlines.write(0);
     let span = span(id, "delete");
     let result = async {
+        let write_id = write_id(&headers)?;
         let (ns, key) = target(path)?;
         record_target(&tracing::Span::current(), &ns, Some(&key));
-        api.edge.delete(id, ns, key).await?;
-        Ok::<_, ApiError>(StatusCode::NO_CONTENT.into_response())
+        let response = match api.edge.delete(id, deadline, ns, key, write_id).await {
+            Ok(written) => with_version(StatusCode::NO_CONTENT.into_response(), written),
+            Err(e) => ApiError::from(e).into_response(),
+        };
+        Ok::<_, ApiError>(with_write_id(response, write_id))
     }
     .instrument(span.clone())
     .await;
@@ -475,6 +609,7 @@ async fn list(
     headers: HeaderMap,
 ) -> Response {
     let id = request_id(&headers);
+    let deadline = api.options.deadlines.read();
     let span = span(id, "list");
     let result = async {
         let Path(ns) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
@@ -495,6 +630,7 @@ async fn list(
             .edge
             .list(
                 id,
+                deadline,
                 ListRequest {
                     namespace: ns,
                     prefix,

@@ -4,8 +4,14 @@
 //! - An in-process hot cache ([`hot`]) that answers the hottest small values
 //!   without leaving the process.
 //! - Upstream routing ([`upstream`]): each key's home regional node by
-//!   rendezvous hashing over the healthy nodes, failing over to the next node
-//!   and then the origin, all over direct QUIC links.
+//!   rendezvous hashing over the nodes, failing over to the next node and
+//!   then the origin processes, all over direct QUIC links.
+//! - Deadlines: every request gets one ([`http::Deadlines`]), carried
+//!   upstream as the time that remains; a failure says what kind it is, who
+//!   is to blame and whether a retry helps, and a write that was sent but not
+//!   confirmed is `outcome_unknown` (504), never a plain failure.
+//! - Write ids: a PUT or DELETE carries its `Idempotency-Key` (or a fresh id)
+//!   to the origin, which applies it at most once, however often it is retried.
 //! - Concurrent misses of one key make one upstream request, and a write
 //!   through an edge is visible on that edge at once ([`edge`]).
 //! - [`dev`]: the one-process local stack (origin, regional node and edge).
@@ -28,5 +34,5 @@ pub mod server;
 pub mod upstream;
 
 pub use config::EdgeConfig;
-pub use edge::{Edge, EdgeError, Read};
+pub use edge::{Edge, EdgeError, Read, Written};
 pub use server::{EdgeServer, StartError};

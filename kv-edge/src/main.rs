@@ -64,16 +64,29 @@ struct ServeArgs {
     /// The name regional nodes' certificates must carry [default: localhost].
     #[arg(long, env = "TIERKV_EDGE_REGIONAL_NAME")]
     regional_name: Option<String>,
-    /// The origin's QUIC address, HOST:PORT [default: 127.0.0.1:7400].
-    #[arg(long, env = "TIERKV_EDGE_ORIGIN")]
-    origin: Option<PeerAddr>,
-    /// The name the origin's certificate must carry [default: localhost].
+    /// The origin processes' QUIC addresses, HOST:PORT, comma-separated; any
+    /// of them serves any key [default: 127.0.0.1:7400].
+    #[arg(long, visible_alias = "origin", env = "TIERKV_EDGE_ORIGINS", value_delimiter = ',', num_args = 1..)]
+    origins: Option<Vec<PeerAddr>>,
+    /// The name the origins' certificates must carry [default: localhost].
     #[arg(long, env = "TIERKV_EDGE_ORIGIN_NAME")]
     origin_name: Option<String>,
-    /// Time limit of one upstream request, milliseconds [default: 2000].
-    #[arg(long, env = "TIERKV_EDGE_UPSTREAM_TIMEOUT_MS")]
-    upstream_timeout_ms: Option<u64>,
-    /// Seconds a failed regional node is skipped [default: 5].
+    /// A read's or list's deadline from its arrival, milliseconds: every tier
+    /// answers within it (a timeout is a 504) [default: 2000].
+    #[arg(long, env = "TIERKV_EDGE_READ_DEADLINE_MS")]
+    read_deadline_ms: Option<u64>,
+    /// A write's deadline from when its body has arrived, milliseconds; a
+    /// write not confirmed by then answers 504 `outcome_unknown` [default: 2000].
+    #[arg(long, env = "TIERKV_EDGE_WRITE_DEADLINE_MS")]
+    write_deadline_ms: Option<u64>,
+    /// Milliseconds added to a write's deadline per MiB of its value [default: 500].
+    #[arg(long, env = "TIERKV_EDGE_WRITE_DEADLINE_PER_MIB_MS")]
+    write_deadline_per_mib_ms: Option<u64>,
+    /// How long a dial to an upstream node may take, milliseconds; a failed
+    /// dial marks the node down [default: 1000].
+    #[arg(long, env = "TIERKV_EDGE_CONNECT_TIMEOUT_MS")]
+    connect_timeout_ms: Option<u64>,
+    /// Seconds a node whose link failed is tried only after the others [default: 5].
     #[arg(long, env = "TIERKV_EDGE_NODE_DOWN_SECS")]
     node_down_secs: Option<u64>,
     /// Hot cache capacity, MiB; 0 turns it off [default: 64].
@@ -105,9 +118,15 @@ impl ServeArgs {
                 .map(|addrs| addrs.into_iter().flatten().collect()),
         );
         set(&mut config.regional_name, self.regional_name);
-        set(&mut config.origin, self.origin);
+        set(&mut config.origins, self.origins);
         set(&mut config.origin_name, self.origin_name);
-        set(&mut config.upstream_timeout_ms, self.upstream_timeout_ms);
+        set(&mut config.read_deadline_ms, self.read_deadline_ms);
+        set(&mut config.write_deadline_ms, self.write_deadline_ms);
+        set(
+            &mut config.write_deadline_per_mib_ms,
+            self.write_deadline_per_mib_ms,
+        );
+        set(&mut config.connect_timeout_ms, self.connect_timeout_ms);
         set(&mut config.node_down_secs, self.node_down_secs);
         set(&mut config.hot_cache_mib, self.hot_cache_mib);
         set(&mut config.hot_max_value_kib, self.hot_max_value_kib);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kv_runtime::metrics::Metrics;
-use kv_runtime::quic::{Connector, ConnectorError, TransportOptions};
+use kv_runtime::quic::{Connector, ConnectorError, Peers, TransportOptions};
 use kv_runtime::tls::TlsError;
 
 use crate::config::EdgeConfig;
@@ -55,22 +55,23 @@ impl EdgeServer {
     pub async fn bind_with(config: &EdgeConfig, metrics: Arc<Metrics>) -> Result<Self, StartError> {
         let tls = config.tls.load()?;
         let connector = Connector::new(&tls, TransportOptions::default())?;
-        let timeout = Duration::from_millis(config.upstream_timeout_ms);
-        let regionals = config
-            .regionals
-            .iter()
-            .map(|addr| {
-                let link = connector.link(addr.clone(), config.regional_name.clone(), timeout);
-                link.observe(&metrics, "edge", "regional");
-                link
-            })
-            .collect();
-        let origin = connector.link(config.origin.clone(), config.origin_name.clone(), timeout);
-        origin.observe(&metrics, "edge", "origin");
+        let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
+        let down_for = Duration::from_secs(config.node_down_secs);
+        let peers = |addrs: &[kv_runtime::quic::PeerAddr], name: &str, to: &'static str| {
+            let links = addrs
+                .iter()
+                .map(|addr| {
+                    let link = connector.link(addr.clone(), name.to_string(), connect_timeout);
+                    link.observe(&metrics, "edge", to);
+                    link
+                })
+                .collect();
+            Peers::new(to, links, down_for)
+        };
         let upstream = Upstream::new(
-            regionals,
-            origin,
-            Duration::from_secs(config.node_down_secs),
+            peers(&config.regionals, &config.regional_name, "regional"),
+            peers(&config.origins, &config.origin_name, "origin"),
+            &metrics,
         );
         let hot = HotCache::new(
             config.hot_cache_mib * 1024 * 1024,
@@ -99,6 +100,7 @@ impl EdgeServer {
         let options = ApiOptions {
             min_cache_ttl: config.min_cache_ttl_secs,
             min_expiration_ttl: config.min_expiration_ttl_secs,
+            deadlines: config.deadlines(),
         };
         Ok(Self {
             edge,

@@ -177,10 +177,19 @@ async fn metrics_count_each_request_at_every_tier() {
         r#"tierkv_object_store_requests_total{op="put",status="ok"}"#,
         2.0,
     );
+    // The read of the missing key; and each write first reads the head of
+    // the key's object (for its version and write log): two new keys.
     expect(
         r#"tierkv_object_store_requests_total{op="get",status="not_found"}"#,
         1.0,
     );
+    expect(
+        r#"tierkv_object_store_requests_total{op="get_range",status="not_found"}"#,
+        2.0,
+    );
+    expect("tierkv_write_conflicts_total", 0.0);
+    expect("tierkv_write_replays_total", 0.0);
+    expect(r#"tierkv_failovers_total{op="get",tier="edge"}"#, 0.0);
 
     // Sizes: the small value is hot; the large one is in regional memory.
     assert_eq!(after.get(r#"tierkv_cache_entries{tier="edge"}"#), 1.0);

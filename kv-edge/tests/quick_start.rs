@@ -136,9 +136,12 @@ fn serve_help_documents_every_option_and_bad_configs_fail() {
             "--http",
             "--regionals",
             "--regional-name",
-            "--origin",
+            "--origins",
             "--origin-name",
-            "--upstream-timeout-ms",
+            "--read-deadline-ms",
+            "--write-deadline-ms",
+            "--write-deadline-per-mib-ms",
+            "--connect-timeout-ms",
             "--node-down-secs",
             "--hot-cache-mib",
             "--hot-max-value-kib",
@@ -154,7 +157,9 @@ fn serve_help_documents_every_option_and_bad_configs_fail() {
     );
     let dir = tempfile::tempdir().unwrap();
     for (args, expected) in [
-        (vec!["--upstream-timeout-ms", "0"], "upstream_timeout_ms"),
+        (vec!["--read-deadline-ms", "0"], "read_deadline_ms"),
+        (vec!["--connect-timeout-ms", "0"], "connect_timeout_ms"),
+        (vec!["--origins", "127.0.0.1:1,nowhere"], "invalid value"),
         (vec!["--hot-max-value-kib", "99999999"], "hot_max_value_kib"),
         (vec!["--regionals", "nowhere"], "invalid value"),
         (vec!["--regionals", "127.0.0.1:1,nowhere"], "invalid value"),

@@ -1,6 +1,6 @@
 //! Origin errors, each mapped to a protocol status.
 
-use kv_proto::Status;
+use kv_proto::{ErrorSource, RequestId, Response, Status};
 
 use crate::envelope::EnvelopeError;
 use crate::store::StoreError;
@@ -25,15 +25,37 @@ pub enum OriginError {
     /// Shared work ended without an answer.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The deadline passed first. For a write: it was not applied.
+    #[error("deadline passed: {0}")]
+    Timeout(&'static str),
+    /// A write was sent to the store but not confirmed before the deadline
+    /// or a failure: it may or may not be applied.
+    #[error("write outcome unknown: {0}")]
+    OutcomeUnknown(String),
 }
 
 impl OriginError {
     /// The status to answer with.
     pub fn status(&self) -> Status {
         match self {
+            Self::Store(StoreError::OutcomeUnknown { .. }) | Self::OutcomeUnknown(_) => {
+                Status::OutcomeUnknown
+            }
+            Self::Store(StoreError::Expired { .. }) | Self::Timeout(_) => Status::Timeout,
             Self::Store(_) => Status::Unavailable,
             Self::BadCursor => Status::BadRequest,
             Self::Corrupt { .. } | Self::Internal(_) => Status::Internal,
         }
+    }
+
+    /// The answer to a request that failed this way. Object-store failures
+    /// are the origin's upstream's; a damaged object is not retryable.
+    pub fn to_response(&self, id: RequestId) -> Response {
+        let status = self.status();
+        let source = match self {
+            Self::Store(_) => ErrorSource::Upstream,
+            _ => status.default_source(),
+        };
+        Response::failure(id, status, source, status.is_retryable(), self.to_string())
     }
 }

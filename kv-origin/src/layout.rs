@@ -81,6 +81,20 @@ impl Layout {
         Key::new(String::from_utf8(bytes).ok()?).ok()
     }
 
+    /// The directory every namespace lives under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The namespace and key of any object path under the root, or `None`
+    /// for a path that is not a key's object.
+    pub fn locate(&self, path: &Path) -> Option<(Namespace, Key)> {
+        let namespace = path.prefix_match(&self.root)?.next()?;
+        let namespace = Namespace::new(namespace.as_ref()).ok()?;
+        let key = self.key_of(&self.namespace_dir(&namespace), path)?;
+        Some((namespace, key))
+    }
+
     /// A path that sorts before every key starting with `prefix`, and after
     /// as many others as the encoding allows: the namespace directory plus the
     /// prefix's whole base32 digits (a last, partial digit also holds bits of
@@ -187,6 +201,16 @@ mod tests {
         // Non-canonical trailing bits would give a second name for one key.
         assert_eq!(layout().key_of(&dir, &dir.clone().join("C5H1.v")), None);
         assert!(layout().key_of(&dir, &dir.clone().join("C5H0.v")).is_some());
+    }
+
+    #[test]
+    fn paths_locate_their_namespace_and_key() {
+        let (namespace, key) = (ns(), Key::new("a/ü").unwrap());
+        let path = layout().object_path(&namespace, &key);
+        assert_eq!(layout().locate(&path), Some((namespace, key)));
+        assert_eq!(layout().locate(&Path::from("kv/ns/C5H0.v#1")), None);
+        assert_eq!(layout().locate(&Path::from("elsewhere/ns/C5H0.v")), None);
+        assert_eq!(layout().locate(&Path::from("kv/.tierkv-origin.lock")), None);
     }
 
     #[test]

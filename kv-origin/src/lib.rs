@@ -4,9 +4,13 @@
 //! and edges.
 //!
 //! - **Writes** are acknowledged only once the object store holds the new
-//!   object. Each gets a version from a hybrid logical clock ([`hlc`]), and
-//!   writes to one key are serialized, so the stored object always carries
-//!   the highest version: the last write wins.
+//!   object. Each is a compare-and-swap against the object it read, with a
+//!   version above the stored one and a hybrid logical clock ([`hlc`]): so
+//!   versions of a key strictly increase, and several origin processes can
+//!   share one bucket. A write's id is kept with the key, so a retry is
+//!   applied at most once; a delete leaves a tombstone ([`origin`] tells the
+//!   whole story). A local directory, which cannot compare and swap, is
+//!   locked by its one origin process.
 //! - **Reads** of an expired value answer not found. Concurrent reads of one
 //!   key make one object-store read.
 //! - **LIST** returns keys by prefix in lexicographic order, with an opaque
@@ -27,11 +31,16 @@
 //! - [`origin`]: the service: GET, PUT, DELETE, LIST.
 //! - [`envelope`]: the object format.
 //! - [`layout`]: key ↔ path mapping and LIST cursors.
-//! - [`store`]: building the object store from a URL; timeouts, retries, counters.
+//! - [`store`]: building the object store from a URL; conditional writes, deadlines,
+//!   retries, counters, and the lock file of a local directory.
+//! - `conditional_delete` (with S3): deleting an object only if it is unchanged.
+//! - [`sweep`]: removing expired values and old tombstones, at a bounded rate.
 //! - [`hlc`]: versions from a hybrid logical clock.
 //! - [`config`]: the service config; [`server`]: binding it to a QUIC endpoint.
 //! - [`error`]: errors and their statuses.
 
+#[cfg(feature = "aws")]
+pub mod conditional_delete;
 pub mod config;
 pub mod envelope;
 pub mod error;
@@ -40,9 +49,11 @@ pub mod layout;
 pub mod origin;
 pub mod server;
 pub mod store;
+pub mod sweep;
 
 pub use config::OriginConfig;
 pub use error::OriginError;
-pub use origin::Origin;
+pub use origin::{Applied, Found, Origin, OriginOptions};
 pub use server::{OriginServer, StartError};
-pub use store::{Store, StoreConfig, StoreError};
+pub use store::{DeleteOutcome, Store, StoreConfig, StoreError};
+pub use sweep::{SweepOptions, SweepReport};

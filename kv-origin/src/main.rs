@@ -52,9 +52,25 @@ struct Args {
     /// Time limit of one object-store call, in milliseconds [default: 10000].
     #[arg(long, env = "TIERKV_ORIGIN_STORE_TIMEOUT_MS")]
     store_timeout_ms: Option<u64>,
-    /// Retries of a failed object-store call [default: 3].
+    /// Retries of a failed object-store call, within the request's deadline [default: 3].
     #[arg(long, env = "TIERKV_ORIGIN_STORE_RETRIES")]
     store_retries: Option<u32>,
+    /// How long a write's id is kept with its key, so that a retry of the
+    /// write is answered with its first version instead of being applied
+    /// again, in seconds (the newest 64 writes of a key at most) [default: 3600].
+    #[arg(long, env = "TIERKV_ORIGIN_WRITE_ID_WINDOW_SECS")]
+    write_id_window_secs: Option<u64>,
+    /// How long tombstones and expired values are kept before the sweep
+    /// removes them, in seconds; at least the write-id window [default: 86400].
+    #[arg(long, env = "TIERKV_ORIGIN_SWEEP_RETENTION_SECS")]
+    sweep_retention_secs: Option<u64>,
+    /// Seconds between two sweep passes over the store; 0 turns the sweep off
+    /// [default: 3600].
+    #[arg(long, env = "TIERKV_ORIGIN_SWEEP_INTERVAL_SECS")]
+    sweep_interval_secs: Option<u64>,
+    /// Most objects the sweep examines per second [default: 100].
+    #[arg(long, env = "TIERKV_ORIGIN_SWEEP_MAX_PER_SEC")]
+    sweep_max_per_sec: Option<u32>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -73,6 +89,10 @@ impl Args {
         set(&mut store.s3_allow_http, self.s3_allow_http);
         set(&mut store.timeout_ms, self.store_timeout_ms);
         set(&mut store.retries, self.store_retries);
+        set(&mut config.write_id_window_secs, self.write_id_window_secs);
+        set(&mut config.sweep_retention_secs, self.sweep_retention_secs);
+        set(&mut config.sweep_interval_secs, self.sweep_interval_secs);
+        set(&mut config.sweep_max_per_sec, self.sweep_max_per_sec);
         self.common.apply(
             &mut config.tls,
             &mut config.log_format,

@@ -34,6 +34,7 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct OriginServer {
     origin: Arc<Origin>,
+    sweep: Option<crate::sweep::SweepOptions>,
     server: QuicServer,
     metrics: Arc<Metrics>,
     metrics_server: Option<MetricsServer>,
@@ -65,7 +66,12 @@ impl OriginServer {
         let server = QuicServer::bind(config.listen, &tls, options)?;
         let store = store.observed(&metrics);
         Ok(Self {
-            origin: Arc::new(Origin::with_metrics(store, &metrics)),
+            sweep: config.sweep_options(),
+            origin: Arc::new(Origin::with_options(
+                store,
+                &metrics,
+                config.origin_options(),
+            )),
             server,
             metrics,
             metrics_server,
@@ -96,8 +102,18 @@ impl OriginServer {
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
     /// Metrics are served for as long as requests are.
+    /// The sweep runs beside the requests, until shutdown.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let _metrics = self.metrics_server.map(MetricsServer::spawn);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let sweeper = self.sweep.map(|options| {
+            let (origin, metrics, stop) = (self.origin.clone(), self.metrics.clone(), stop.clone());
+            tokio::spawn(async move { crate::sweep::run(origin, options, &metrics, stop).await })
+        });
         self.server.serve(Arc::new(self.origin), shutdown).await;
+        stop.cancel();
+        if let Some(sweeper) = sweeper {
+            let _ = sweeper.await;
+        }
     }
 }

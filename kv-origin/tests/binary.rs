@@ -33,6 +33,10 @@ fn help_documents_every_option() {
             "--s3-allow-http",
             "--store-timeout-ms",
             "--store-retries",
+            "--write-id-window-secs",
+            "--sweep-retention-secs",
+            "--sweep-interval-secs",
+            "--sweep-max-per-sec",
             "--ca",
             "--cert",
             "--key",
@@ -67,6 +71,24 @@ fn bad_configs_exit_nonzero_with_a_clear_message() {
         (
             vec!["--listen".into(), "not-an-address".into()],
             "invalid value",
+        ),
+        (
+            vec![
+                "--sweep-retention-secs".into(),
+                "60".into(),
+                "--dev-certs".into(),
+                certs.clone(),
+            ],
+            "sweep_retention_secs",
+        ),
+        (
+            vec![
+                "--write-id-window-secs".into(),
+                "0".into(),
+                "--dev-certs".into(),
+                certs.clone(),
+            ],
+            "write_id_window_secs",
         ),
         (
             vec![

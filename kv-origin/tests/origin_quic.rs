@@ -122,6 +122,7 @@ async fn put_then_get_returns_the_value_with_its_attributes(f: &Fixture) {
     );
     let chosen = kv_proto::Request {
         id: kv_proto::RequestId(0x1234_5678_9abc_def0),
+        budget: kv_proto::Request::DEFAULT_BUDGET,
         op: kv_proto::Op::Get(kv_proto::GetRequest::new(ns("app"), key("user/1"))),
     };
     let echoed = f.link.request(&chosen).await.unwrap();
@@ -405,10 +406,17 @@ fn frame(body: &[u8]) -> Vec<u8> {
     [&header.to_bytes()[..], body].concat()
 }
 
-/// A GET body: id, op, namespace, key, flags.
-fn get_body(id: u64, namespace: &[u8], key: &[u8]) -> Vec<u8> {
+/// The start of every request body: id, budget (5 s), op code.
+fn request_head(id: u64, op: u8) -> Vec<u8> {
     let mut body = id.to_be_bytes().to_vec();
-    body.push(1);
+    body.extend_from_slice(&5_000u32.to_be_bytes());
+    body.push(op);
+    body
+}
+
+/// A GET body: the head, namespace, key, flags.
+fn get_body(id: u64, namespace: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut body = request_head(id, 1);
     body.push(namespace.len() as u8);
     body.extend_from_slice(namespace);
     body.extend_from_slice(&(key.len() as u16).to_be_bytes());
@@ -443,16 +451,18 @@ async fn bad_input_gets_typed_errors_and_the_connection_keeps_serving() {
     let r = raw_exchange(&conn, &huge).await;
     assert_eq!(r.status, Status::TooLarge, "{r:?}");
     // A PUT whose value is over 25 MiB: refused by its length prefix.
-    let mut put_body = 44u64.to_be_bytes().to_vec();
-    put_body.push(2);
-    put_body.extend_from_slice(&[3, b'a', b'p', b'p', 0, 1, b'k', 0]);
+    let mut put_body = request_head(44, 2);
+    put_body.extend_from_slice(&[3, b'a', b'p', b'p', 0, 1, b'k']);
+    put_body.extend_from_slice(&[0; 16]); // write id
+    put_body.push(0); // flags
     put_body.extend_from_slice(&(26u32 * 1024 * 1024).to_be_bytes());
     let r = raw_exchange(&conn, &frame(&put_body)).await;
     assert_eq!((r.status, r.id.0), (Status::TooLarge, 44), "{r:?}");
     // Metadata that is not JSON.
-    let mut bad_meta = 45u64.to_be_bytes().to_vec();
-    bad_meta.push(2);
-    bad_meta.extend_from_slice(&[3, b'a', b'p', b'p', 0, 1, b'k', 0b10, 0, 3]);
+    let mut bad_meta = request_head(45, 2);
+    bad_meta.extend_from_slice(&[3, b'a', b'p', b'p', 0, 1, b'k']);
+    bad_meta.extend_from_slice(&[0; 16]); // write id
+    bad_meta.extend_from_slice(&[0b10, 0, 3]);
     bad_meta.extend_from_slice(b"{x}");
     bad_meta.extend_from_slice(&0u32.to_be_bytes());
     let r = raw_exchange(&conn, &frame(&bad_meta)).await;
@@ -467,7 +477,7 @@ async fn bad_input_gets_typed_errors_and_the_connection_keeps_serving() {
         Status::BadRequest
     );
     let mut unknown_op = get_body(47, b"app", b"k");
-    unknown_op[8] = 77;
+    unknown_op[12] = 77;
     let r = raw_exchange(&conn, &frame(&unknown_op)).await;
     assert_eq!((r.status, r.id.0), (Status::BadRequest, 47), "{r:?}");
     let whole = frame(&get_body(48, b"app", b"k"));

@@ -4,7 +4,7 @@
 //!  0        1        2        4                8
 //! +--------+--------+--------+----------------+----------------
 //! |version | kind   |reserved| body length    | body ...
-//! |  u8=1  |  u8    |  u16=0 | u32, big-endian|
+//! |  u8=2  |  u8    |  u16=0 | u32, big-endian|
 //! +--------+--------+--------+----------------+----------------
 //! ```
 //!
@@ -20,8 +20,9 @@ use crate::request::{Request, RequestId};
 use crate::response::Response;
 use crate::wire::Reader;
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// The protocol version this build speaks. Version 2 added request budgets,
+/// write ids, typed errors and tombstone versions.
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Bytes in a frame header.
 pub const FRAME_HEADER_LEN: usize = 8;
 

@@ -1,9 +1,13 @@
 //! The tierkv wire protocol, shared by every tier and free of I/O.
 //!
-//! Peers speak it over QUIC with the ALPN [`ALPN`] (`tierkv/1`):
+//! Peers speak it over QUIC with the ALPN [`ALPN`] (`tierkv/2`):
 //!
 //! - each bidirectional stream carries one [`Request`] frame from the client and
-//!   one [`Response`] frame back, then both sides finish the stream;
+//!   one [`Response`] frame back, then both sides finish the stream. A request
+//!   carries its budget (the time its caller still waits) and, for a write,
+//!   a [`WriteId`] that every retry repeats; a failed response carries a
+//!   [`Failure`]: its kind (the [`Status`]), its [`ErrorSource`] and whether
+//!   a retry may help;
 //! - a server-initiated unidirectional stream carries a sequence of
 //!   [`Invalidation`] frames.
 //!
@@ -43,9 +47,9 @@ pub use frame::{
     decode_frame, decode_invalidation, decode_request, decode_response, encode_frame,
 };
 pub use invalidation::Invalidation;
-pub use request::{Op, Request, RequestId};
-pub use response::{Body, Entry, ListPage, ListedKey, Response};
-pub use types::{Key, Metadata, Namespace, Status, Tier};
+pub use request::{Op, Request, RequestId, WriteId};
+pub use response::{Body, Entry, Failure, ListPage, ListedKey, Response};
+pub use types::{ErrorSource, Key, Metadata, Namespace, Status, Tier};
 
 /// The ALPN protocol id every tierkv QUIC link negotiates.
-pub const ALPN: &[u8] = b"tierkv/1";
+pub const ALPN: &[u8] = b"tierkv/2";

@@ -1,6 +1,8 @@
-//! The request envelope: an id carried end to end, and one operation.
+//! The request envelope: an id carried end to end, the time the caller
+//! still waits, and one operation.
 
 use std::fmt;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes};
 
@@ -31,6 +33,43 @@ impl std::str::FromStr for RequestId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         u64::from_str_radix(s, 16).map(Self)
+    }
+}
+
+/// Identifies one logical write (a PUT or DELETE) across every retry of it,
+/// through any edge, regional node or origin: the origin applies a write id
+/// at most once, and answers a retry with the version the first attempt got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct WriteId(pub u128);
+
+impl WriteId {
+    /// A random id.
+    pub fn random() -> Self {
+        Self(u128::from(random_u64()) << 64 | u128::from(random_u64()))
+    }
+
+    /// The id for a client's idempotency key: 32 hex digits (in either case)
+    /// are taken as they are, any other text is hashed (FNV-1a, 128 bits), so
+    /// that every edge maps one key to one id.
+    pub fn from_idempotency_key(key: &str) -> Self {
+        if key.len() == 32
+            && key.bytes().all(|b| b.is_ascii_hexdigit())
+            && let Ok(id) = u128::from_str_radix(key, 16)
+        {
+            return Self(id);
+        }
+        const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+        const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+        Self(
+            key.bytes()
+                .fold(OFFSET, |h, b| (h ^ u128::from(b)).wrapping_mul(PRIME)),
+        )
+    }
+}
+
+impl fmt::Display for WriteId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
     }
 }
 
@@ -100,22 +139,40 @@ impl Op {
 pub struct Request {
     /// Carried end to end, for tracing.
     pub id: RequestId,
+    /// How long the caller still waits for the answer, counted from when the
+    /// frame is sent (whole milliseconds on the wire, at most
+    /// [`Request::MAX_BUDGET`]). A tier spends at most this, less a margin for
+    /// the way back; zero means the caller has already given up.
+    pub budget: Duration,
     /// What to do.
     pub op: Op,
 }
 
 impl Request {
-    /// A request with a fresh random id.
+    /// The budget of [`Request::new`].
+    pub const DEFAULT_BUDGET: Duration = Duration::from_secs(5);
+    /// The longest budget the wire carries; longer ones are sent as this.
+    pub const MAX_BUDGET: Duration = Duration::from_millis(u32::MAX as u64);
+
+    /// A request with a fresh random id and the default budget.
     pub fn new(op: Op) -> Self {
         Self {
             id: RequestId::random(),
+            budget: Self::DEFAULT_BUDGET,
             op,
         }
+    }
+
+    /// The same request with another budget.
+    pub fn with_budget(mut self, budget: Duration) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Writes the body; a PUT's value is returned rather than copied.
     pub(crate) fn encode_body(&self, buf: &mut impl BufMut) -> Option<Bytes> {
         buf.put_u64(self.id.0);
+        buf.put_u32(u32::try_from(self.budget.as_millis()).unwrap_or(u32::MAX));
         match &self.op {
             Op::Get(r) => {
                 buf.put_u8(Op::GET);
@@ -141,8 +198,13 @@ impl Request {
     /// when the body was long enough to hold one, so the answer can carry it.
     pub(crate) fn decode_body(r: &mut Reader) -> Result<Self, (Option<RequestId>, ProtoError)> {
         let id = RequestId(r.u64("request id").map_err(|e| (None, e))?);
+        let budget_ms = r.u32("budget").map_err(|e| (Some(id), e))?;
         let op = Self::decode_op(r).map_err(|e| (Some(id), e))?;
-        Ok(Self { id, op })
+        Ok(Self {
+            id,
+            budget: Duration::from_millis(budget_ms.into()),
+            op,
+        })
     }
 
     fn decode_op(r: &mut Reader) -> Result<Op, ProtoError> {

@@ -6,7 +6,7 @@ use crate::cmd::put::read_optional_metadata;
 use crate::error::ProtoError;
 use crate::limits::{MAX_CURSOR_LEN, MAX_LIST_LIMIT, MAX_MESSAGE_LEN, MAX_VALUE_LEN};
 use crate::request::RequestId;
-use crate::types::{Key, Metadata, Status, Tier};
+use crate::types::{ErrorSource, Key, Metadata, Status, Tier};
 use crate::wire::{self, Reader};
 
 const HAS_EXPIRATION: u8 = 0b01;
@@ -45,25 +45,44 @@ pub struct ListPage {
     pub cursor: Option<String>,
 }
 
+/// Why a request failed: the error model every tier shares. The kind is the
+/// response's [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Who is to blame, as seen by the tier that answers.
+    pub source: ErrorSource,
+    /// Whether a retry (of a write: with the same write id) might succeed.
+    pub retryable: bool,
+    /// A human-readable message naming what failed.
+    pub message: String,
+}
+
 /// What a response carries besides its status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
-    /// Nothing: a GET that found no key.
+    /// Nothing: a GET that found no key, or a key swept long after its delete.
     Empty,
+    /// A GET of a deleted key: its delete's version, so that caches can hold
+    /// the miss at that version and refuse anything older.
+    Deleted {
+        /// The version of the delete.
+        version: u64,
+    },
     /// A GET's value.
     Entry(Entry),
     /// A PUT's or DELETE's acknowledgement, with the version the origin assigned.
     Written {
         /// The version of the write.
         version: u64,
+        /// Whether this answers a retry of a write applied before: the
+        /// version is the first attempt's, and newer writes may have
+        /// followed, so caches must not take the written value from it.
+        replayed: bool,
     },
     /// A LIST page.
     Page(ListPage),
     /// Why a request failed.
-    Error {
-        /// A human-readable message.
-        message: String,
-    },
+    Error(Failure),
 }
 
 impl Body {
@@ -72,6 +91,9 @@ impl Body {
     const WRITTEN: u8 = 2;
     const PAGE: u8 = 3;
     const ERROR: u8 = 4;
+    const DELETED: u8 = 5;
+    const RETRYABLE: u8 = 0b1;
+    const REPLAYED: u8 = 0b1;
 }
 
 /// The one frame a server writes back on a request's stream.
@@ -81,7 +103,8 @@ pub struct Response {
     pub id: RequestId,
     /// The outcome.
     pub status: Status,
-    /// Which tier answered a read; `None` for writes and errors.
+    /// Which tier answered: for reads, the one that held the answer; writes
+    /// and pages are answered by the origin; `None` for errors.
     pub tier: Option<Tier>,
     /// The payload.
     pub body: Body,
@@ -114,7 +137,31 @@ impl Response {
             id,
             status: Status::Ok,
             tier: Some(Tier::Origin),
-            body: Body::Written { version },
+            body: Body::Written {
+                version,
+                replayed: false,
+            },
+        }
+    }
+
+    /// The answer to a retry of a write applied before, with its first version.
+    pub fn replayed(id: RequestId, version: u64) -> Self {
+        Self {
+            body: Body::Written {
+                version,
+                replayed: true,
+            },
+            ..Self::written(id, version)
+        }
+    }
+
+    /// A read of a deleted key, with its delete's version.
+    pub fn deleted(id: RequestId, tier: Tier, version: u64) -> Self {
+        Self {
+            id,
+            status: Status::NotFound,
+            tier: Some(tier),
+            body: Body::Deleted { version },
         }
     }
 
@@ -128,8 +175,26 @@ impl Response {
         }
     }
 
-    /// A failure with a message. The message is cut to the protocol's limit.
+    /// A failure detected by the answering tier, blamed and marked retryable
+    /// as its status implies. The message is cut to the protocol's limit.
     pub fn error(id: RequestId, status: Status, message: impl Into<String>) -> Self {
+        Self::failure(
+            id,
+            status,
+            status.default_source(),
+            status.is_retryable(),
+            message,
+        )
+    }
+
+    /// A failure with every field given. The message is cut to the protocol's limit.
+    pub fn failure(
+        id: RequestId,
+        status: Status,
+        source: ErrorSource,
+        retryable: bool,
+        message: impl Into<String>,
+    ) -> Self {
         let mut message = message.into();
         if message.len() > MAX_MESSAGE_LEN {
             let mut end = MAX_MESSAGE_LEN;
@@ -142,16 +207,42 @@ impl Response {
             id,
             status,
             tier: None,
-            body: Body::Error { message },
+            body: Body::Error(Failure {
+                source,
+                retryable,
+                message,
+            }),
+        }
+    }
+
+    /// This answer as relayed by the tier in front of the one that gave it: a
+    /// failure the answering tier blamed on itself is now an upstream one.
+    pub fn relayed(mut self) -> Self {
+        if let Body::Error(failure) = &mut self.body
+            && failure.source == ErrorSource::Local
+        {
+            failure.source = ErrorSource::Upstream;
+        }
+        self
+    }
+
+    /// The failure, for failed responses.
+    pub fn failure_info(&self) -> Option<&Failure> {
+        match &self.body {
+            Body::Error(failure) => Some(failure),
+            _ => None,
         }
     }
 
     /// The error message, for failed responses.
     pub fn message(&self) -> Option<&str> {
-        match &self.body {
-            Body::Error { message } => Some(message),
-            _ => None,
-        }
+        self.failure_info().map(|f| f.message.as_str())
+    }
+
+    /// Whether a retry might succeed: what the failure says, else what its status implies.
+    pub fn is_retryable(&self) -> bool {
+        self.failure_info()
+            .map_or(self.status.is_retryable(), |f| f.retryable)
     }
 
     /// Writes the body; a value is returned rather than copied.
@@ -161,6 +252,10 @@ impl Response {
         buf.put_u8(self.tier.map_or(0, Tier::code));
         match &self.body {
             Body::Empty => buf.put_u8(Body::EMPTY),
+            Body::Deleted { version } => {
+                buf.put_u8(Body::DELETED);
+                buf.put_u64(*version);
+            }
             Body::Entry(entry) => {
                 buf.put_u8(Body::ENTRY);
                 buf.put_u64(entry.version);
@@ -168,9 +263,10 @@ impl Response {
                 buf.put_u32(u32::try_from(entry.value.len()).unwrap_or(u32::MAX));
                 return Some(entry.value.clone());
             }
-            Body::Written { version } => {
+            Body::Written { version, replayed } => {
                 buf.put_u8(Body::WRITTEN);
                 buf.put_u64(*version);
+                buf.put_u8(if *replayed { Body::REPLAYED } else { 0 });
             }
             Body::Page(page) => {
                 buf.put_u8(Body::PAGE);
@@ -181,9 +277,15 @@ impl Response {
                 }
                 wire::put_bytes16(buf, page.cursor.as_deref().unwrap_or_default().as_bytes());
             }
-            Body::Error { message } => {
+            Body::Error(failure) => {
                 buf.put_u8(Body::ERROR);
-                wire::put_bytes16(buf, message.as_bytes());
+                buf.put_u8(failure.source.code());
+                buf.put_u8(if failure.retryable {
+                    Body::RETRYABLE
+                } else {
+                    0
+                });
+                wire::put_bytes16(buf, failure.message.as_bytes());
             }
         }
         None
@@ -198,6 +300,9 @@ impl Response {
         };
         let body = match r.u8("body kind")? {
             Body::EMPTY => Body::Empty,
+            Body::DELETED => Body::Deleted {
+                version: r.u64("version")?,
+            },
             Body::ENTRY => {
                 let version = r.u64("version")?;
                 let (expiration, metadata) = read_attributes(r)?;
@@ -209,9 +314,14 @@ impl Response {
                     value,
                 })
             }
-            Body::WRITTEN => Body::Written {
-                version: r.u64("version")?,
-            },
+            Body::WRITTEN => {
+                let version = r.u64("version")?;
+                let flags = wire::check_flags(r.u8("written flags")?, Body::REPLAYED, "written")?;
+                Body::Written {
+                    version,
+                    replayed: flags & Body::REPLAYED != 0,
+                }
+            }
             Body::PAGE => {
                 let count = r.u16("key count")?;
                 if count > MAX_LIST_LIMIT {
@@ -231,9 +341,15 @@ impl Response {
                 let cursor = (!cursor.is_empty()).then_some(cursor);
                 Body::Page(ListPage { keys, cursor })
             }
-            Body::ERROR => Body::Error {
-                message: r.string16(MAX_MESSAGE_LEN, "message")?,
-            },
+            Body::ERROR => {
+                let source = ErrorSource::from_code(r.u8("error source")?)?;
+                let flags = wire::check_flags(r.u8("error flags")?, Body::RETRYABLE, "error")?;
+                Body::Error(Failure {
+                    source,
+                    retryable: flags & Body::RETRYABLE != 0,
+                    message: r.string16(MAX_MESSAGE_LEN, "message")?,
+                })
+            }
             code => {
                 return Err(ProtoError::InvalidCode {
                     field: "body kind",

@@ -151,6 +151,26 @@ code_enum! {
         Unavailable = 4 => "unavailable",
         /// A bug or an unexpected state in the answering tier.
         Internal = 5 => "internal",
+        /// The request's deadline passed before it was answered. For a write,
+        /// this means it was *not* applied: a write that may have been
+        /// applied answers [`Status::OutcomeUnknown`] instead.
+        Timeout = 6 => "timeout",
+        /// A write was sent but its outcome is not known (its deadline passed,
+        /// or the link failed, after it left). It may or may not be applied;
+        /// retrying it with the same write id settles which.
+        OutcomeUnknown = 7 => "outcome_unknown",
+    }
+}
+
+code_enum! {
+    /// Who an error is to be blamed on, as seen by the tier that answers.
+    ErrorSource, "error source" {
+        /// The request itself is at fault (too large, malformed, ...).
+        Caller = 1 => "caller",
+        /// The answering tier failed.
+        Local = 2 => "local",
+        /// A tier or service behind the answering tier failed.
+        Upstream = 3 => "upstream",
     }
 }
 
@@ -169,8 +189,25 @@ code_enum! {
 }
 
 impl Status {
-    /// Whether a retry against another node might succeed.
+    /// Whether a retry might succeed (for a write: with the same write id).
     pub fn is_retryable(self) -> bool {
-        matches!(self, Self::Unavailable)
+        matches!(
+            self,
+            Self::Unavailable | Self::Timeout | Self::OutcomeUnknown
+        )
+    }
+
+    /// Whether this is a failure rather than an answer.
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Self::Ok | Self::NotFound)
+    }
+
+    /// Who a failure with this status is blamed on when the tier that
+    /// detects it says nothing more.
+    pub fn default_source(self) -> ErrorSource {
+        match self {
+            Self::BadRequest | Self::TooLarge => ErrorSource::Caller,
+            _ => ErrorSource::Local,
+        }
     }
 }

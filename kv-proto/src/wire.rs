@@ -52,6 +52,12 @@ impl Reader {
         Ok(self.buf.get_u64())
     }
 
+    /// A big-endian u128.
+    pub fn u128(&mut self, field: &'static str) -> Result<u128, ProtoError> {
+        self.need(16, field)?;
+        Ok(self.buf.get_u128())
+    }
+
     /// `len` bytes, shared with the frame buffer.
     pub fn bytes(&mut self, len: usize, field: &'static str) -> Result<Bytes, ProtoError> {
         self.need(len, field)?;

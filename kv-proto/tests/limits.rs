@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use common::*;
 use kv_proto::limits::{
@@ -12,9 +14,9 @@ use kv_proto::limits::{
     MAX_METADATA_LEN, MAX_NAMESPACE_LEN, MAX_REQUEST_BODY, MAX_RESPONSE_BODY, MAX_VALUE_LEN,
 };
 use kv_proto::{
-    Body, FRAME_HEADER_LEN, Frame, FrameHeader, FrameKind, Key, ListRequest, Metadata, Namespace,
-    Op, ProtoError, PutRequest, RequestId, Response, Status, decode_frame, decode_invalidation,
-    decode_request, decode_response,
+    Body, ErrorSource, FRAME_HEADER_LEN, Frame, FrameHeader, FrameKind, Key, ListRequest, Metadata,
+    Namespace, Op, ProtoError, PutRequest, Request, RequestId, Response, Status, decode_frame,
+    decode_invalidation, decode_request, decode_response,
 };
 
 /// The error a request body is rejected with, checking the id came back.
@@ -56,6 +58,7 @@ fn key_at_the_limit_is_accepted() {
             Op::Delete(kv_proto::DeleteRequest {
                 namespace: ns("n"),
                 key: key.clone(),
+                write_id: SAMPLE_WRITE_ID,
             }),
         );
         assert_eq!(decode_frame(&mut encode(&frame)).unwrap(), Some(frame));
@@ -94,11 +97,11 @@ fn key_one_byte_over_is_refused_on_the_wire() {
     let get = BodyBuilder::request(5, OP_GET).target(b"n", &long).u8(0);
     assert_eq!(request_error(get, 5), ProtoError::KeyTooLong { len: 513 });
     let put = BodyBuilder::request(5, OP_PUT)
-        .target(b"n", &long)
+        .write_target(b"n", &long)
         .u8(0)
         .bytes32(b"v");
     assert_eq!(request_error(put, 5), ProtoError::KeyTooLong { len: 513 });
-    let delete = BodyBuilder::request(5, OP_DELETE).target(b"n", &long);
+    let delete = BodyBuilder::request(5, OP_DELETE).write_target(b"n", &long);
     assert_eq!(
         request_error(delete, 5),
         ProtoError::KeyTooLong { len: 513 }
@@ -202,7 +205,7 @@ fn value_over_the_limit_is_refused_on_the_wire() {
     // Only the length prefix is sent: the limit is checked before the bytes.
     let over = u32::try_from(MAX_VALUE_LEN + 1).unwrap();
     let put = BodyBuilder::request(9, OP_PUT)
-        .target(b"n", b"k")
+        .write_target(b"n", b"k")
         .u8(0)
         .u32(over);
     let err = request_error(put, 9);
@@ -214,7 +217,7 @@ fn value_over_the_limit_is_refused_on_the_wire() {
     );
     assert_eq!(err.status(), Status::TooLarge);
     let put = BodyBuilder::request(9, OP_PUT)
-        .target(b"n", b"k")
+        .write_target(b"n", b"k")
         .u8(0)
         .u32(u32::MAX);
     assert_eq!(
@@ -238,7 +241,7 @@ fn value_over_the_limit_is_refused_on_the_wire() {
     // A prefix at the limit with fewer bytes present is merely truncated.
     let at = u32::try_from(MAX_VALUE_LEN).unwrap();
     let put = BodyBuilder::request(9, OP_PUT)
-        .target(b"n", b"k")
+        .write_target(b"n", b"k")
         .u8(0)
         .u32(at)
         .raw(b"abc");
@@ -339,7 +342,7 @@ fn metadata_one_byte_over_is_refused() {
 
     let json = json_string_of_len(MAX_METADATA_LEN + 1);
     let put = BodyBuilder::request(2, OP_PUT)
-        .target(b"n", b"k")
+        .write_target(b"n", b"k")
         .u8(0b10)
         .bytes16(json.as_bytes())
         .bytes32(b"");
@@ -389,13 +392,13 @@ fn metadata_must_be_json() {
     }
 
     let put = BodyBuilder::request(3, OP_PUT)
-        .target(b"n", b"k")
+        .write_target(b"n", b"k")
         .u8(0b10)
         .bytes16(b"nope")
         .bytes32(b"v");
     assert_eq!(request_error(put, 3), ProtoError::MetadataNotJson);
     let put = BodyBuilder::request(3, OP_PUT)
-        .target(b"n", b"k")
+        .write_target(b"n", b"k")
         .u8(0b10)
         .bytes16(b"\"\xfe\"")
         .bytes32(b"v");
@@ -439,12 +442,12 @@ fn namespace_limits() {
 
 #[test]
 fn namespace_limits_on_the_wire() {
-    let ok = BodyBuilder::request(4, OP_DELETE).target("a".repeat(64).as_bytes(), b"k");
+    let ok = BodyBuilder::request(4, OP_DELETE).write_target("a".repeat(64).as_bytes(), b"k");
     assert!(decode_request(ok.body()).is_ok());
 
     let bad: [&[u8]; 6] = [&[b'a'; 65], b"", b"a.b", b"a b", b"a/b", "é".as_bytes()];
     for name in bad {
-        let body = BodyBuilder::request(4, OP_DELETE).target(name, b"k");
+        let body = BodyBuilder::request(4, OP_DELETE).write_target(name, b"k");
         assert_eq!(
             request_error(body, 4),
             ProtoError::InvalidNamespace,
@@ -457,7 +460,7 @@ fn namespace_limits_on_the_wire() {
         );
     }
     // Invalid UTF-8 is an invalid namespace, not an encoding error.
-    let body = BodyBuilder::request(4, OP_DELETE).target(b"\xff", b"k");
+    let body = BodyBuilder::request(4, OP_DELETE).write_target(b"\xff", b"k");
     assert_eq!(request_error(body, 4), ProtoError::InvalidNamespace);
     // A length prefix over 64 is refused before the bytes arrive.
     let body = BodyBuilder::request(4, OP_LIST).u8(200);
@@ -575,12 +578,12 @@ fn page_cursor_and_key_count_bounds() {
 
 #[test]
 fn error_message_bounds() {
-    let at = BodyBuilder::response(1, 5, 0, BODY_ERROR).bytes16(&[b'e'; MAX_MESSAGE_LEN]);
+    let at = BodyBuilder::error_response(1, 5, &[b'e'; MAX_MESSAGE_LEN]);
     assert_eq!(
         decode_response(at.body()).unwrap().message().map(str::len),
         Some(MAX_MESSAGE_LEN)
     );
-    let over = BodyBuilder::response(1, 5, 0, BODY_ERROR).bytes16(&[b'e'; MAX_MESSAGE_LEN + 1]);
+    let over = BodyBuilder::error_response(1, 5, &[b'e'; MAX_MESSAGE_LEN + 1]);
     assert_eq!(
         decode_response(over.body()).unwrap_err(),
         ProtoError::FieldTooLong {
@@ -606,9 +609,77 @@ fn response_error_cuts_long_messages_at_a_char_boundary() {
         let frame = Frame::Response(response);
         assert_eq!(decode_frame(&mut encode(&frame)).unwrap(), Some(frame));
     }
+    // `failure` cuts the same way.
+    let text = format!("{}😀tail", "x".repeat(MAX_MESSAGE_LEN - 1));
+    let cut = Response::failure(
+        RequestId(1),
+        Status::Timeout,
+        ErrorSource::Upstream,
+        true,
+        text,
+    );
+    assert_eq!(
+        cut.message(),
+        Some("x".repeat(MAX_MESSAGE_LEN - 1).as_str())
+    );
+    assert!(cut.is_retryable());
     // Short messages are kept whole.
     assert_eq!(
         Response::error(RequestId(1), Status::BadRequest, "é").message(),
         Some("é")
     );
+}
+
+// ------------------------------------------------------------------- budgets
+
+fn budget_of(budget: Duration) -> (u32, Duration) {
+    let frame = request_with_budget(
+        1,
+        budget,
+        Op::Get(kv_proto::GetRequest::new(ns("n"), key("k"))),
+    );
+    let encoded = encode(&frame);
+    let on_wire = u32::from_be_bytes(
+        encoded[FRAME_HEADER_LEN + 8..FRAME_HEADER_LEN + 12]
+            .try_into()
+            .unwrap(),
+    );
+    let Some(Frame::Request(decoded)) = decode_frame(&mut encode(&frame)).unwrap() else {
+        panic!("not a request");
+    };
+    (on_wire, decoded.budget)
+}
+
+#[test]
+fn budget_at_the_limit_and_over() {
+    assert_eq!(Request::MAX_BUDGET.as_millis(), u128::from(u32::MAX));
+    // At the limit: carried as it is.
+    assert_eq!(
+        budget_of(Request::MAX_BUDGET),
+        (u32::MAX, Request::MAX_BUDGET)
+    );
+    // One millisecond over, and far over: sent as the limit, not wrapped.
+    for over in [
+        Request::MAX_BUDGET + Duration::from_millis(1),
+        Request::MAX_BUDGET + Duration::from_secs(1),
+        Duration::MAX,
+    ] {
+        assert_eq!(budget_of(over), (u32::MAX, Request::MAX_BUDGET), "{over:?}");
+    }
+    // The smallest budgets.
+    assert_eq!(budget_of(Duration::ZERO), (0, Duration::ZERO));
+    assert_eq!(
+        budget_of(Duration::from_millis(1)),
+        (1, Duration::from_millis(1))
+    );
+    // Any u32 on the wire is a budget: the decoder refuses none.
+    for ms in [0, 1, u32::MAX / 2, u32::MAX] {
+        let body = BodyBuilder::request_with_budget(4, ms, OP_GET)
+            .target(b"n", b"k")
+            .u8(0);
+        assert_eq!(
+            decode_request(body.body()).unwrap().budget,
+            Duration::from_millis(ms.into())
+        );
+    }
 }

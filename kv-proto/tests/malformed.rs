@@ -127,6 +127,49 @@ fn wrong_protocol_version() {
     assert_eq!(decode_frame(&mut partial).unwrap(), None);
 }
 
+/// A version-1 frame (no budget, no write ids, untyped errors) is refused
+/// from its header, before its body is looked at, and nothing is consumed.
+#[test]
+fn a_version_1_frame_is_refused() {
+    // A whole version-1 GET: id, op, namespace, key, flags.
+    let v1_body = BodyBuilder::new()
+        .u64(7)
+        .u8(OP_GET)
+        .target(b"users", b"alice")
+        .u8(0)
+        .0;
+    let mut v1 = raw_header(1, 1, 0, u32::try_from(v1_body.len()).unwrap());
+    v1.extend_from_slice(&v1_body);
+    let original = v1.clone();
+    assert_eq!(
+        FrameHeader::parse(&v1).unwrap_err(),
+        ProtoError::UnsupportedVersion(1)
+    );
+    let err = decode_frame(&mut v1).unwrap_err();
+    assert_eq!(err, ProtoError::UnsupportedVersion(1));
+    assert_eq!(err.status(), kv_proto::Status::BadRequest);
+    assert_eq!(v1, original, "a version-1 frame was consumed");
+    // The header alone is enough to refuse it, for every kind.
+    for kind in [1, 2, 3] {
+        let mut header = raw_header(1, kind, 0, 0);
+        assert_eq!(
+            decode_frame(&mut header).unwrap_err(),
+            ProtoError::UnsupportedVersion(1)
+        );
+        assert_eq!(header.len(), FRAME_HEADER_LEN);
+    }
+    // Every sample frame, marked version 1.
+    for (name, frame) in &sample_frames() {
+        let mut buf = encode(frame);
+        buf[0] = 1;
+        assert_eq!(
+            decode_frame(&mut buf).unwrap_err(),
+            ProtoError::UnsupportedVersion(1),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn unknown_frame_kind() {
     for kind in [0, 4, 0x80, 0xff] {
@@ -188,7 +231,7 @@ fn unknown_op_code() {
 
 #[test]
 fn unknown_status_tier_and_body_kind_codes() {
-    for status in [6, 0xff] {
+    for status in [8, 0xff] {
         let body = BodyBuilder::response(1, status, 0, BODY_EMPTY).body();
         assert_eq!(
             decode_response(body).unwrap_err(),
@@ -208,7 +251,7 @@ fn unknown_status_tier_and_body_kind_codes() {
             }
         );
     }
-    for kind in [5, 0xff] {
+    for kind in [6, 0xff] {
         let body = BodyBuilder::response(1, 0, 1, kind).body();
         assert_eq!(
             decode_response(body).unwrap_err(),
@@ -218,7 +261,8 @@ fn unknown_status_tier_and_body_kind_codes() {
             }
         );
     }
-    assert!(kv_proto::Status::from_code(6).is_err());
+    assert!(kv_proto::Status::from_code(8).is_err());
+    assert!(kv_proto::ErrorSource::from_code(0).is_err());
     assert!(
         kv_proto::Tier::from_code(0).is_err(),
         "0 is no tier, not a tier"
@@ -241,7 +285,7 @@ fn unknown_flag_bits() {
             }
         );
         let put = BodyBuilder::request(1, OP_PUT)
-            .target(b"n", b"k")
+            .write_target(b"n", b"k")
             .u8(flags)
             .u64(0)
             .bytes16(b"{}")
@@ -275,6 +319,16 @@ fn unknown_flag_bits() {
             decode_response(page.body()).unwrap_err(),
             ProtoError::UnknownFlags {
                 field: "attribute",
+                flags
+            }
+        );
+        let error = BodyBuilder::response(1, 4, 0, BODY_ERROR)
+            .failure(SOURCE_LOCAL, flags)
+            .bytes16(b"m");
+        assert_eq!(
+            decode_response(error.body()).unwrap_err(),
+            ProtoError::UnknownFlags {
+                field: "error",
                 flags
             }
         );
@@ -369,7 +423,7 @@ fn invalid_utf8_in_text_fields() {
         decode_response(page.body()).unwrap_err(),
         ProtoError::InvalidUtf8 { field: "cursor" }
     );
-    let error = BodyBuilder::response(1, 5, 0, BODY_ERROR).bytes16(bad);
+    let error = BodyBuilder::error_response(1, 5, bad);
     assert_eq!(
         decode_response(error.body()).unwrap_err(),
         ProtoError::InvalidUtf8 { field: "message" }
@@ -396,7 +450,11 @@ fn rejected_request_carries_the_id_only_when_the_body_held_one() {
         BodyBuilder::new().u64(id),
         BodyBuilder::request(id, 0),
         BodyBuilder::request(id, OP_GET).bytes8(b"bad.ns"),
-        BodyBuilder::request(id, OP_DELETE).target(b"n", b"k").u8(0),
+        BodyBuilder::request(id, OP_DELETE)
+            .write_target(b"n", b"k")
+            .u8(0),
+        BodyBuilder::new().u64(id).u8(0),
+        BodyBuilder::request(id, OP_DELETE).target(b"n", b"k"),
     ] {
         assert_eq!(
             decode_request(body.body()).unwrap_err().id,
@@ -414,6 +472,205 @@ fn rejected_request_carries_the_id_only_when_the_body_held_one() {
             }
         );
     }
+}
+
+#[test]
+fn a_request_cut_inside_its_budget_is_truncated_and_keeps_its_id() {
+    let id = 0x0bad_cafe_u64;
+    let whole = BodyBuilder::request_with_budget(id, 0x0102_0304, OP_GET)
+        .target(b"n", b"k")
+        .u8(0)
+        .body();
+    assert_eq!(
+        decode_request(whole.clone()).unwrap().budget,
+        std::time::Duration::from_millis(0x0102_0304)
+    );
+    for len in 8..12 {
+        let rejected = decode_request(whole.slice(..len)).unwrap_err();
+        assert_eq!(
+            rejected,
+            RejectedRequest {
+                id: Some(RequestId(id)),
+                error: ProtoError::Truncated { field: "budget" }
+            },
+            "{len} bytes"
+        );
+        let mut frame = BodyBuilder(whole[..len].to_vec()).frame(FrameKind::Request);
+        assert_eq!(
+            decode_frame(&mut frame).unwrap_err(),
+            ProtoError::Truncated { field: "budget" }
+        );
+    }
+    // With the budget complete, what is missing is the op.
+    assert_eq!(
+        decode_request(whole.slice(..12)).unwrap_err().error,
+        ProtoError::Truncated { field: "op" }
+    );
+}
+
+#[test]
+fn a_write_cut_inside_its_write_id_is_truncated_and_keeps_its_id() {
+    let id = 0x5eed_u64;
+    // Request id, budget, op, namespace "n", key "k": the write id follows.
+    let start = 8 + 4 + 1 + (1 + 1) + (2 + 1);
+    let put = BodyBuilder::request(id, OP_PUT)
+        .write_target(b"n", b"k")
+        .u8(0)
+        .bytes32(b"v")
+        .body();
+    let delete = BodyBuilder::request(id, OP_DELETE)
+        .write_target(b"n", b"k")
+        .body();
+    assert_eq!(delete.len(), start + 16);
+    for (name, whole) in [("put", put), ("delete", delete)] {
+        assert_eq!(&whole[start..start + 16], &SAMPLE_WRITE_ID.0.to_be_bytes());
+        let request = decode_request(whole.clone()).unwrap();
+        match request.op {
+            kv_proto::Op::Put(put) => assert_eq!(put.write_id, SAMPLE_WRITE_ID),
+            kv_proto::Op::Delete(delete) => assert_eq!(delete.write_id, SAMPLE_WRITE_ID),
+            op => panic!("{name}: {op:?}"),
+        }
+        // Before the write id: the key is what is missing.
+        assert_eq!(
+            decode_request(whole.slice(..start - 1)).unwrap_err().error,
+            ProtoError::Truncated { field: "key" },
+            "{name}"
+        );
+        for len in start..start + 16 {
+            let rejected = decode_request(whole.slice(..len)).unwrap_err();
+            assert_eq!(
+                rejected,
+                RejectedRequest {
+                    id: Some(RequestId(id)),
+                    error: ProtoError::Truncated { field: "write id" }
+                },
+                "{name}, {len} bytes"
+            );
+            let mut frame = BodyBuilder(whole[..len].to_vec()).frame(FrameKind::Request);
+            assert_eq!(
+                decode_frame(&mut frame).unwrap_err(),
+                ProtoError::Truncated { field: "write id" },
+                "{name}, {len} bytes"
+            );
+            assert!(frame.is_empty(), "the bad frame was consumed");
+        }
+    }
+    // A PUT cut right after its write id misses its flags.
+    let put = BodyBuilder::request(id, OP_PUT)
+        .write_target(b"n", b"k")
+        .body();
+    assert_eq!(
+        decode_request(put).unwrap_err().error,
+        ProtoError::Truncated { field: "put flags" }
+    );
+}
+
+#[test]
+fn unknown_error_source_code() {
+    for code in [0, 4, 0x80, 0xff] {
+        for flags in [0, ERROR_RETRYABLE] {
+            let body = BodyBuilder::response(3, 4, 0, BODY_ERROR)
+                .failure(code, flags)
+                .bytes16(b"store unreachable");
+            let err = decode_response(body.clone().body()).unwrap_err();
+            assert_eq!(
+                err,
+                ProtoError::InvalidCode {
+                    field: "error source",
+                    code
+                }
+            );
+            let mut frame = body.frame(FrameKind::Response);
+            assert_eq!(decode_frame(&mut frame).unwrap_err(), err);
+            assert!(frame.is_empty());
+        }
+    }
+    // The known ones decode, retryable or not.
+    for (code, source) in [
+        (SOURCE_CALLER, kv_proto::ErrorSource::Caller),
+        (SOURCE_LOCAL, kv_proto::ErrorSource::Local),
+        (SOURCE_UPSTREAM, kv_proto::ErrorSource::Upstream),
+    ] {
+        for (flags, retryable) in [(0, false), (ERROR_RETRYABLE, true)] {
+            let body = BodyBuilder::response(3, 4, 0, BODY_ERROR)
+                .failure(code, flags)
+                .bytes16(b"m");
+            let response = decode_response(body.body()).unwrap();
+            assert_eq!(
+                response.failure_info(),
+                Some(&kv_proto::Failure {
+                    source,
+                    retryable,
+                    message: "m".into()
+                })
+            );
+        }
+    }
+}
+
+#[test]
+fn unknown_error_flags() {
+    for flags in 0..=u8::MAX {
+        let body = BodyBuilder::response(3, 5, 0, BODY_ERROR)
+            .failure(SOURCE_LOCAL, flags)
+            .bytes16(b"m")
+            .body();
+        let result = decode_response(body);
+        if flags & !ERROR_RETRYABLE == 0 {
+            assert_eq!(
+                result.unwrap().is_retryable(),
+                flags == ERROR_RETRYABLE,
+                "{flags:#04x}"
+            );
+        } else {
+            assert_eq!(
+                result.unwrap_err(),
+                ProtoError::UnknownFlags {
+                    field: "error",
+                    flags
+                },
+                "{flags:#04x}"
+            );
+        }
+    }
+}
+
+#[test]
+fn truncated_error_and_deleted_bodies() {
+    let error = BodyBuilder::response(1, 4, 0, BODY_ERROR)
+        .failure(SOURCE_UPSTREAM, ERROR_RETRYABLE)
+        .bytes16(b"m")
+        .body();
+    // Id, status, tier and body kind take 11 bytes.
+    let fields = [
+        (11, "error source"),
+        (12, "error flags"),
+        (13, "message"),
+        (14, "message"),
+        (15, "message"),
+    ];
+    assert_eq!(error.len(), 16);
+    for (len, field) in fields {
+        assert_eq!(
+            decode_response(error.slice(..len)).unwrap_err(),
+            ProtoError::Truncated { field },
+            "{len} bytes"
+        );
+    }
+    assert!(decode_response(error).is_ok());
+
+    let deleted = BodyBuilder::response(1, 1, 1, BODY_DELETED).u64(7).body();
+    for len in 11..19 {
+        assert_eq!(
+            decode_response(deleted.slice(..len)).unwrap_err(),
+            ProtoError::Truncated { field: "version" },
+            "{len} bytes"
+        );
+    }
+    assert_eq!(
+        decode_response(deleted).unwrap().body,
+        kv_proto::Body::Deleted { version: 7 }
+    );
 }
 
 /// After a frame whose body is bad, the stream goes on with the next frame.

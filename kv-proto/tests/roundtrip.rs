@@ -4,12 +4,15 @@
 
 mod common;
 
+use std::collections::HashSet;
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use common::*;
 use kv_proto::{
-    Body, Entry, FRAME_HEADER_LEN, Frame, FrameHeader, FrameKind, ListPage, ListedKey, Op,
-    PutRequest, Request, RequestId, Response, Status, Tier, decode_frame, decode_invalidation,
-    decode_request, decode_response,
+    Body, DeleteRequest, Entry, ErrorSource, FRAME_HEADER_LEN, Failure, Frame, FrameHeader,
+    FrameKind, GetRequest, ListPage, ListedKey, Op, PutRequest, Request, RequestId, Response,
+    Status, Tier, WriteId, decode_frame, decode_invalidation, decode_request, decode_response,
 };
 use proptest::prelude::*;
 
@@ -103,7 +106,7 @@ proptest! {
 #[test]
 fn sample_frames_round_trip() {
     let samples = sample_frames();
-    assert!(samples.len() >= 15);
+    assert!(samples.len() >= 25);
     for (name, frame) in &samples {
         eprintln!("{name}");
         assert_round_trip(frame);
@@ -114,13 +117,18 @@ fn sample_frames_round_trip() {
 fn every_status_tier_and_body_kind_round_trips() {
     let bodies = [
         Body::Empty,
+        Body::Deleted { version: 0 },
+        Body::Deleted { version: u64::MAX },
         Body::Entry(Entry {
             version: 1,
             expiration: Some(2),
             metadata: Some(meta(r#"{"a":[1,2,{"b":null}]}"#)),
             value: Bytes::from_static(b"v"),
         }),
-        Body::Written { version: u64::MAX },
+        Body::Written {
+            version: u64::MAX,
+            replayed: true,
+        },
         Body::Page(ListPage {
             keys: vec![ListedKey {
                 name: key("k/😀"),
@@ -133,12 +141,10 @@ fn every_status_tier_and_body_kind_round_trips() {
             keys: vec![],
             cursor: Some("c".into()),
         }),
-        Body::Error {
-            message: String::new(),
-        },
-        Body::Error {
-            message: "ünïcödé".into(),
-        },
+        failure(ErrorSource::Caller, false, ""),
+        failure(ErrorSource::Local, true, "ünïcödé"),
+        failure(ErrorSource::Upstream, false, "origin: store unreachable"),
+        failure(ErrorSource::Upstream, true, "x"),
     ];
     let tiers = std::iter::once(None).chain(Tier::ALL.iter().copied().map(Some));
     let mut count = 0;
@@ -150,8 +156,8 @@ fn every_status_tier_and_body_kind_round_trips() {
             }
         }
     }
-    assert_eq!(count, 5 * 6 * 7);
-    assert_eq!(Status::ALL.len(), 6);
+    assert_eq!(count, 5 * 8 * 11);
+    assert_eq!(Status::ALL.len(), 8);
     assert_eq!(Tier::ALL.len(), 4);
 }
 
@@ -163,6 +169,70 @@ fn status_and_tier_codes_round_trip() {
     for &tier in Tier::ALL {
         assert_eq!(Tier::from_code(tier.code()).unwrap(), tier);
         assert_ne!(tier.code(), 0, "tier code 0 means no tier on the wire");
+    }
+    for &source in ErrorSource::ALL {
+        assert_eq!(ErrorSource::from_code(source.code()).unwrap(), source);
+    }
+}
+
+#[test]
+fn new_codes_and_names() {
+    assert_eq!(Status::Timeout.code(), 6);
+    assert_eq!(Status::Timeout.as_str(), "timeout");
+    assert_eq!(Status::OutcomeUnknown.code(), 7);
+    assert_eq!(Status::OutcomeUnknown.to_string(), "outcome_unknown");
+    assert_eq!(
+        ErrorSource::ALL,
+        [
+            ErrorSource::Caller,
+            ErrorSource::Local,
+            ErrorSource::Upstream
+        ]
+    );
+    for (source, code, name) in [
+        (ErrorSource::Caller, 1, "caller"),
+        (ErrorSource::Local, 2, "local"),
+        (ErrorSource::Upstream, 3, "upstream"),
+    ] {
+        assert_eq!(source.code(), code);
+        assert_eq!(source.as_str(), name);
+        assert_eq!(source.to_string(), name);
+    }
+    assert_eq!(kv_proto::PROTOCOL_VERSION, 2);
+    assert_eq!(kv_proto::ALPN, b"tierkv/2");
+}
+
+#[test]
+fn status_retryable_failure_and_default_source() {
+    // (status, retryable, failure, default source)
+    let table = [
+        (Status::Ok, false, false, ErrorSource::Local),
+        (Status::NotFound, false, false, ErrorSource::Local),
+        (Status::BadRequest, false, true, ErrorSource::Caller),
+        (Status::TooLarge, false, true, ErrorSource::Caller),
+        (Status::Unavailable, true, true, ErrorSource::Local),
+        (Status::Internal, false, true, ErrorSource::Local),
+        (Status::Timeout, true, true, ErrorSource::Local),
+        (Status::OutcomeUnknown, true, true, ErrorSource::Local),
+    ];
+    assert_eq!(table.len(), Status::ALL.len());
+    for (status, retryable, is_failure, source) in table {
+        assert_eq!(status.is_retryable(), retryable, "{status}");
+        assert_eq!(status.is_failure(), is_failure, "{status}");
+        assert_eq!(status.default_source(), source, "{status}");
+        // Response::error takes both from the status.
+        let response = Response::error(RequestId(1), status, "m");
+        assert_eq!(
+            response.failure_info(),
+            Some(&Failure {
+                source,
+                retryable,
+                message: "m".into()
+            }),
+            "{status}"
+        );
+        assert_eq!(response.is_retryable(), retryable, "{status}");
+        assert_eq!(response.tier, None);
     }
 }
 
@@ -250,18 +320,15 @@ fn byte_at_a_time_stream() {
 
 #[test]
 fn two_frames_in_one_buffer_decode_in_order() {
-    let first = request(
-        1,
-        Op::Delete(kv_proto::DeleteRequest {
-            namespace: ns("a"),
-            key: key("x"),
-        }),
-    );
+    let first = request(1, Op::Delete(delete("a", "x", WriteId(7))));
     let second = response(
         1,
         Status::Ok,
         Some(Tier::Origin),
-        Body::Written { version: 5 },
+        Body::Written {
+            version: 5,
+            replayed: false,
+        },
     );
     let mut buf = encode(&first);
     buf.extend_from_slice(&encode(&second));
@@ -377,8 +444,18 @@ fn response_constructors() {
             Some(Tier::Origin),
         ),
         (
+            Response::deleted(id, Tier::RegionalDisk, 9),
+            Status::NotFound,
+            Some(Tier::RegionalDisk),
+        ),
+        (
             Response::error(id, Status::Internal, "boom"),
             Status::Internal,
+            None,
+        ),
+        (
+            Response::failure(id, Status::Timeout, ErrorSource::Caller, false, "late"),
+            Status::Timeout,
             None,
         ),
     ];
@@ -393,6 +470,390 @@ fn response_constructors() {
         Some("why")
     );
     assert_eq!(Response::written(id, 1).message(), None);
+    assert_eq!(Response::written(id, 1).failure_info(), None);
+    assert_eq!(
+        Response::deleted(id, Tier::Edge, 3).body,
+        Body::Deleted { version: 3 }
+    );
+    assert_eq!(Response::deleted(id, Tier::Edge, 3).message(), None);
+}
+
+/// `failure` keeps what it is given, even against what the status implies,
+/// and `is_retryable` follows the failure rather than the status.
+#[test]
+fn failure_constructor_and_is_retryable() {
+    let id = RequestId(5);
+    for &status in Status::ALL {
+        for &source in ErrorSource::ALL {
+            for retryable in [false, true] {
+                let response = Response::failure(id, status, source, retryable, "why");
+                assert_eq!(response.status, status);
+                assert_eq!(response.tier, None);
+                assert_eq!(
+                    response.body,
+                    failure(source, retryable, "why"),
+                    "{status} {source} {retryable}"
+                );
+                assert_eq!(response.is_retryable(), retryable);
+                assert_eq!(response.message(), Some("why"));
+                assert_round_trip(&Frame::Response(response));
+            }
+        }
+    }
+    // Without a failure body, the status decides.
+    for &status in Status::ALL {
+        let response = response_value(status, Body::Empty);
+        assert_eq!(response.is_retryable(), status.is_retryable(), "{status}");
+        assert_eq!(response.failure_info(), None);
+    }
+    // A long message is cut by `failure` as by `error`.
+    let long = Response::failure(
+        id,
+        Status::Internal,
+        ErrorSource::Local,
+        false,
+        "é".repeat(3000),
+    );
+    assert_eq!(
+        long.message().map(str::len),
+        Some(kv_proto::limits::MAX_MESSAGE_LEN)
+    );
+}
+
+fn response_value(status: Status, body: Body) -> Response {
+    Response {
+        id: RequestId(1),
+        status,
+        tier: Some(Tier::Edge),
+        body,
+    }
+}
+
+#[test]
+fn relayed_blames_the_tier_behind() {
+    let id = RequestId(8);
+    for &status in Status::ALL {
+        for retryable in [false, true] {
+            let local = Response::failure(id, status, ErrorSource::Local, retryable, "m");
+            let relayed = local.clone().relayed();
+            assert_eq!(
+                relayed.failure_info().map(|f| f.source),
+                Some(ErrorSource::Upstream)
+            );
+            // Nothing else changes.
+            assert_eq!(relayed.status, local.status);
+            assert_eq!(relayed.id, local.id);
+            assert_eq!(relayed.tier, local.tier);
+            assert_eq!(relayed.is_retryable(), retryable);
+            assert_eq!(relayed.message(), Some("m"));
+            // Relaying again (through another tier) keeps it upstream.
+            assert_eq!(relayed.clone().relayed(), relayed);
+
+            for source in [ErrorSource::Caller, ErrorSource::Upstream] {
+                let response = Response::failure(id, status, source, retryable, "m");
+                assert_eq!(response.clone().relayed(), response, "{source}");
+            }
+        }
+    }
+    // The default sources: a caller's mistake stays the caller's.
+    let bad = Response::error(id, Status::BadRequest, "empty key").relayed();
+    assert_eq!(bad.failure_info().unwrap().source, ErrorSource::Caller);
+    let down = Response::error(id, Status::Unavailable, "store down").relayed();
+    assert_eq!(down.failure_info().unwrap().source, ErrorSource::Upstream);
+    // Answers that are not failures pass through untouched.
+    for response in [
+        Response::written(id, 1),
+        Response::deleted(id, Tier::Origin, 2),
+        Response::not_found(id, Tier::Edge),
+        Response::page(id, ListPage::default()),
+    ] {
+        assert_eq!(response.clone().relayed(), response);
+    }
+}
+
+// ------------------------------------------------------------------- budgets
+
+fn get_with_budget(budget: Duration) -> Frame {
+    request_with_budget(0xb0d9, budget, Op::Get(GetRequest::new(ns("n"), key("k"))))
+}
+
+/// The budget as it is on the wire: the u32 after the request id.
+fn wire_budget(frame: &Frame) -> u32 {
+    let encoded = encode(frame);
+    let at = FRAME_HEADER_LEN + 8;
+    u32::from_be_bytes(encoded[at..at + 4].try_into().unwrap())
+}
+
+fn decoded_budget(frame: &Frame) -> Duration {
+    match decode_frame(&mut encode(frame)).unwrap() {
+        Some(Frame::Request(request)) => request.budget,
+        other => panic!("not a request: {other:?}"),
+    }
+}
+
+#[test]
+fn budgets_round_trip() {
+    for ms in [
+        0,
+        1,
+        2,
+        999,
+        1000,
+        5000,
+        u64::from(u32::MAX) - 1,
+        u64::from(u32::MAX),
+    ] {
+        let budget = Duration::from_millis(ms);
+        let frame = get_with_budget(budget);
+        assert_eq!(u64::from(wire_budget(&frame)), ms);
+        assert_eq!(decoded_budget(&frame), budget, "{ms} ms");
+        assert_round_trip(&frame);
+    }
+    assert_eq!(Request::MAX_BUDGET, Duration::from_millis(u32::MAX.into()));
+}
+
+/// The wire carries whole milliseconds: anything finer is cut off.
+#[test]
+fn a_budget_is_sent_in_whole_milliseconds() {
+    for (budget, ms) in [
+        (Duration::from_micros(1500), 1),
+        (Duration::from_nanos(999_999), 0),
+        (Duration::new(2, 999_999_999), 2999),
+    ] {
+        let frame = get_with_budget(budget);
+        assert_eq!(wire_budget(&frame), ms, "{budget:?}");
+        assert_eq!(decoded_budget(&frame), Duration::from_millis(ms.into()));
+    }
+}
+
+#[test]
+fn request_new_and_with_budget() {
+    let op = Op::Get(GetRequest::new(ns("n"), key("k")));
+    let request = Request::new(op.clone());
+    assert_eq!(request.budget, Request::DEFAULT_BUDGET);
+    assert_eq!(Request::DEFAULT_BUDGET, Duration::from_secs(5));
+    assert_eq!(
+        u128::from(DEFAULT_BUDGET_MS),
+        Request::DEFAULT_BUDGET.as_millis()
+    );
+    let id = request.id;
+    let shorter = request.with_budget(Duration::from_millis(40));
+    assert_eq!(shorter.budget, Duration::from_millis(40));
+    assert_eq!(shorter.id, id, "with_budget keeps the id");
+    assert_eq!(shorter.op, op);
+    assert_round_trip(&Frame::Request(shorter));
+    // Fresh ids each time.
+    assert_ne!(Request::new(op.clone()).id, Request::new(op).id);
+}
+
+// ----------------------------------------------------------------- write ids
+
+fn written_write_id(frame: &Frame) -> WriteId {
+    match decode_frame(&mut encode(frame)).unwrap() {
+        Some(Frame::Request(Request {
+            op: Op::Put(put), ..
+        })) => put.write_id,
+        Some(Frame::Request(Request {
+            op: Op::Delete(delete),
+            ..
+        })) => delete.write_id,
+        other => panic!("not a write: {other:?}"),
+    }
+}
+
+#[test]
+fn write_ids_round_trip_for_put_and_delete() {
+    for id in [
+        WriteId(0),
+        WriteId(1),
+        SAMPLE_WRITE_ID,
+        WriteId(1 << 64),
+        WriteId(u128::MAX),
+        WriteId::random(),
+    ] {
+        let put_frame = request(1, Op::Put(put("n", "k", &b"v"[..], id)));
+        let delete_frame = request(2, Op::Delete(delete("n", "k", id)));
+        for frame in [put_frame, delete_frame] {
+            assert_eq!(written_write_id(&frame), id);
+            assert_round_trip(&frame);
+            // Big-endian, right after the namespace ("n") and key ("k").
+            let encoded = encode(&frame);
+            let at = FRAME_HEADER_LEN + 8 + 4 + 1 + (1 + 1) + (2 + 1);
+            assert_eq!(&encoded[at..at + 16], &id.0.to_be_bytes(), "{frame:?}");
+        }
+    }
+}
+
+#[test]
+fn constructors_draw_fresh_write_ids() {
+    let puts: HashSet<WriteId> = (0..1000)
+        .map(|_| {
+            PutRequest::new(ns("n"), key("k"), Bytes::new())
+                .unwrap()
+                .write_id
+        })
+        .collect();
+    assert_eq!(puts.len(), 1000);
+    let deletes: HashSet<WriteId> = (0..1000)
+        .map(|_| DeleteRequest::new(ns("n"), key("k")).write_id)
+        .collect();
+    assert_eq!(deletes.len(), 1000);
+    assert!(puts.is_disjoint(&deletes));
+    // Both halves are random, not just the low 64 bits.
+    assert!(puts.iter().any(|id| id.0 >> 64 != 0));
+    assert!(puts.iter().any(|id| id.0 as u64 != 0));
+    let delete = DeleteRequest::new(ns("users"), key("bob"));
+    assert_eq!(delete.namespace, ns("users"));
+    assert_eq!(delete.key, key("bob"));
+}
+
+#[test]
+fn write_id_display_is_32_hex_digits() {
+    for (id, text) in [
+        (WriteId(0), "00000000000000000000000000000000"),
+        (WriteId(0xab), "000000000000000000000000000000ab"),
+        (SAMPLE_WRITE_ID, "00112233445566778899aabbccddeeff"),
+        (WriteId(u128::MAX), "ffffffffffffffffffffffffffffffff"),
+    ] {
+        assert_eq!(id.to_string(), text);
+        // And an id's text, used as an idempotency key, is that id.
+        assert_eq!(WriteId::from_idempotency_key(text), id);
+    }
+}
+
+#[test]
+fn idempotency_keys_of_32_hex_digits_are_taken_verbatim() {
+    let cases = [
+        ("00112233445566778899aabbccddeeff", SAMPLE_WRITE_ID.0),
+        (
+            "0123456789abcdef0123456789abcdef",
+            0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
+        ),
+        // Hex digits of either case.
+        (
+            "0123456789ABCDEF0123456789ABCDEF",
+            0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
+        ),
+        ("ffffffffffffffffffffffffffffffff", u128::MAX),
+        ("00000000000000000000000000000001", 1),
+    ];
+    for (text, id) in cases {
+        assert_eq!(WriteId::from_idempotency_key(text), WriteId(id), "{text}");
+    }
+    for _ in 0..100 {
+        let id = WriteId::random();
+        assert_eq!(WriteId::from_idempotency_key(&id.to_string()), id);
+    }
+}
+
+/// 128-bit FNV-1a, written out independently of the crate's fold.
+fn fnv1a_128(text: &str) -> u128 {
+    let mut hash: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for byte in text.bytes() {
+        hash ^= u128::from(byte);
+        hash = hash.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    hash
+}
+
+#[test]
+fn other_idempotency_keys_are_hashed_stably() {
+    let not_hex = [
+        "",
+        "order-7731",
+        "a",
+        // Almost 32 hex digits: 31, 33, one non-hex character, spaces, a prefix.
+        "0123456789abcdef0123456789abcde",
+        "0123456789abcdef0123456789abcdef0",
+        "0123456789abcdef0123456789abcdeg",
+        " 123456789abcdef0123456789abcdef",
+        "0x23456789abcdef0123456789abcdef",
+        "0123456789abcdef-123456789abcdef",
+        "ключ идемпотентности",
+    ];
+    for text in not_hex {
+        let id = WriteId::from_idempotency_key(text);
+        // The same text always maps to the same id: FNV-1a, 128 bits.
+        assert_eq!(WriteId::from_idempotency_key(text), id, "{text:?}");
+        assert_eq!(id, WriteId(fnv1a_128(text)), "{text:?}");
+    }
+    // Pinned values, so that a change of the hash (which would map the keys
+    // clients already sent to other ids) does not go unnoticed.
+    assert_eq!(
+        WriteId::from_idempotency_key(""),
+        WriteId(0x6c62_272e_07bb_0142_62b8_2175_6295_c58d)
+    );
+    // The published FNV-1a 128 of "a".
+    assert_eq!(
+        WriteId::from_idempotency_key("a"),
+        WriteId(0xd228_cb69_6f1a_8caf_7891_2b70_4e4a_8964)
+    );
+}
+
+/// A `+` is not a hex digit, so `+` and 31 hex digits is not taken verbatim.
+/// `u128::from_str_radix` accepts a leading `+`, and `from_idempotency_key`
+/// relies on it alone, so today this key maps to the same id as the distinct
+/// key "0fff…f" (31 f's after the 0).
+#[test]
+fn a_key_with_a_plus_sign_is_hashed() {
+    let signed = format!("+{}", "f".repeat(31));
+    let zero = format!("0{}", "f".repeat(31));
+    assert_eq!(signed.len(), 32);
+    assert_eq!(
+        WriteId::from_idempotency_key(&signed),
+        WriteId(fnv1a_128(&signed))
+    );
+    assert_ne!(
+        WriteId::from_idempotency_key(&signed),
+        WriteId::from_idempotency_key(&zero)
+    );
+}
+
+#[test]
+fn distinct_idempotency_keys_get_distinct_ids() {
+    let mut ids = HashSet::new();
+    let mut count = 0;
+    for i in 0..10_000u32 {
+        // Keys that differ little: a counter, and the same with a suffix.
+        for text in [
+            format!("order-{i}"),
+            format!("order-{i}-retry"),
+            i.to_string(),
+        ] {
+            assert!(
+                ids.insert(WriteId::from_idempotency_key(&text)),
+                "{text:?} collides"
+            );
+            count += 1;
+        }
+    }
+    assert_eq!(ids.len(), count);
+    // Hashed keys do not land on the ids of verbatim ones here either.
+    for i in 0..10_000u128 {
+        let text = format!("{i:032x}");
+        assert_eq!(WriteId::from_idempotency_key(&text), WriteId(i));
+        assert!(!ids.contains(&WriteId(i)));
+    }
+}
+
+// ------------------------------------------------------------ deleted bodies
+
+#[test]
+fn deleted_round_trips() {
+    for version in [0, 1, 0x0001_8c2f_5a3b_0001, u64::MAX] {
+        for &tier in Tier::ALL {
+            let response = Response::deleted(RequestId(version), tier, version);
+            assert_eq!(response.status, Status::NotFound);
+            assert_eq!(response.tier, Some(tier));
+            let frame = Frame::Response(response);
+            assert_round_trip(&frame);
+            let encoded = encode(&frame);
+            // Body kind 5, then the version, and nothing else.
+            let at = FRAME_HEADER_LEN + 8 + 1 + 1;
+            assert_eq!(encoded[at], BODY_DELETED);
+            assert_eq!(&encoded[at + 1..], &version.to_be_bytes());
+        }
+    }
 }
 
 #[test]
@@ -446,4 +907,62 @@ fn strategies_cover_the_edges() {
     assert!(metadata.iter().all(|m| m.as_bytes().len() <= 1024));
     assert!(metadata.iter().any(|m| m.as_str().starts_with('{')));
     assert!(metadata.iter().any(|m| m.as_str().starts_with('[')));
+
+    // Requests: budgets at both edges and between, write ids on both writes.
+    let requests: Vec<Request> = (0..400)
+        .map(|_| request_strategy().new_tree(&mut runner).unwrap().current())
+        .collect();
+    let budgets: Vec<Duration> = requests.iter().map(|r| r.budget).collect();
+    assert!(budgets.contains(&Duration::ZERO));
+    assert!(budgets.contains(&Duration::from_millis(1)));
+    assert!(budgets.contains(&Request::MAX_BUDGET));
+    assert!(
+        budgets
+            .iter()
+            .any(|b| *b > Duration::from_millis(1) && *b < Request::MAX_BUDGET)
+    );
+    assert!(
+        budgets
+            .iter()
+            .all(|b| b.subsec_nanos() % 1_000_000 == 0 && *b <= Request::MAX_BUDGET)
+    );
+    let write_ids: Vec<WriteId> = requests
+        .iter()
+        .filter_map(|r| match &r.op {
+            Op::Put(put) => Some(put.write_id),
+            Op::Delete(delete) => Some(delete.write_id),
+            _ => None,
+        })
+        .collect();
+    assert!(write_ids.contains(&WriteId(0)));
+    assert!(write_ids.contains(&WriteId(u128::MAX)));
+    assert!(
+        write_ids
+            .iter()
+            .any(|id| id.0 >> 64 != 0 && id.0 != u128::MAX)
+    );
+    assert!(requests.iter().any(|r| matches!(r.op, Op::Delete(_))));
+
+    // Responses: every status, Deleted bodies, failures of every source, both ways.
+    let responses: Vec<Response> = (0..600)
+        .map(|_| response_strategy().new_tree(&mut runner).unwrap().current())
+        .collect();
+    for &status in Status::ALL {
+        assert!(responses.iter().any(|r| r.status == status), "{status}");
+    }
+    assert!(
+        responses
+            .iter()
+            .any(|r| matches!(r.body, Body::Deleted { .. }))
+    );
+    for &source in ErrorSource::ALL {
+        for retryable in [false, true] {
+            assert!(
+                responses.iter().any(|r| r
+                    .failure_info()
+                    .is_some_and(|f| f.source == source && f.retryable == retryable)),
+                "no {source} failure with retryable = {retryable}"
+            );
+        }
+    }
 }

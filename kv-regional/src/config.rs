@@ -17,12 +17,22 @@ pub struct RegionalConfig {
     pub listen: SocketAddr,
     /// TCP address to serve Prometheus metrics on (`/metrics`); none when unset.
     pub metrics: Option<SocketAddr>,
-    /// The origin's QUIC address, `host:port` (a DNS name is resolved at each dial).
-    pub origin: PeerAddr,
-    /// The name the origin's certificate must carry.
+    /// The origin processes' QUIC addresses, `host:port` (a DNS name is
+    /// resolved at each dial); any of them serves any key. In TOML, a list or
+    /// one comma-separated string (`origin` also works).
+    #[serde(
+        alias = "origin",
+        deserialize_with = "kv_runtime::quic::peer::deserialize_list"
+    )]
+    pub origins: Vec<PeerAddr>,
+    /// The name the origins' certificates must carry.
     pub origin_name: String,
-    /// Time limit of one request to the origin, milliseconds.
-    pub origin_timeout_ms: u64,
+    /// How long a dial to an origin may take, milliseconds. A dial that fails
+    /// (or does not finish in time) marks the origin down. Requests wait as
+    /// long as their own deadline allows.
+    pub connect_timeout_ms: u64,
+    /// How long an origin whose link failed is tried only after the others, seconds.
+    pub node_down_secs: u64,
     /// Memory tier capacity, MiB.
     pub memory_mib: usize,
     /// Disk tier capacity, MiB (at least 64).
@@ -46,9 +56,10 @@ impl Default for RegionalConfig {
         Self {
             listen: ([127, 0, 0, 1], 7401).into(),
             metrics: None,
-            origin: SocketAddr::from(([127, 0, 0, 1], 7400)).into(),
+            origins: vec![SocketAddr::from(([127, 0, 0, 1], 7400)).into()],
             origin_name: kv_runtime::dev_certs::DEV_SERVER_NAME.into(),
-            origin_timeout_ms: 5_000,
+            connect_timeout_ms: 1_000,
+            node_down_secs: 5,
             memory_mib: 256,
             disk_mib: 1024,
             data_dir: "./.tierkv/regional".into(),
@@ -77,8 +88,11 @@ impl RegionalConfig {
         if self.cache_ttl_secs == 0 {
             return fail("cache_ttl_secs must be at least 1");
         }
-        if self.origin_timeout_ms == 0 {
-            return fail("origin_timeout_ms must be at least 1");
+        if self.connect_timeout_ms == 0 {
+            return fail("connect_timeout_ms must be at least 1");
+        }
+        if self.origins.is_empty() {
+            return fail("origins must name at least one origin");
         }
         if self.origin_name.is_empty() {
             return fail("origin_name must not be empty");

@@ -2,21 +2,25 @@
 //! front of the origin, served over QUIC to edges.
 //!
 //! - **GET** reads memory, then disk, then the origin (read-through).
-//!   Concurrent misses of one key make one origin request (foyer's fetch
-//!   coalescing). A cached answer, misses included, lives for the cache TTL
-//!   (the read's own, or the node's default of 60 s) and never past the
-//!   value's expiration. The response names the tier that answered.
-//! - **PUT and DELETE** go to the origin; before the node answers, its cache
-//!   holds the acknowledged value, or a cached miss for a delete. Versions
-//!   of recent writes are remembered so a read racing with a write cannot
-//!   put the old value back.
-//! - **LIST** goes to the origin.
+//!   Concurrent misses of one key make one origin request, which stops when
+//!   no reader waits for it any more. A cached answer, misses included (a
+//!   deleted key's at its delete's version), lives for the cache TTL (the
+//!   read's own, or the node's default of 60 s) and never past the value's
+//!   expiration. The response names the tier that answered.
+//! - **PUT and DELETE** go to the origin processes (any serves any key, in
+//!   the key's rendezvous order, with failover and the same write id); before
+//!   the node answers, its cache holds the acknowledged value, or a cached
+//!   miss for a delete. Versions of recent writes are remembered so a read
+//!   racing with a write cannot put the old value back.
+//! - **LIST** goes to the origins.
+//! - **Deadlines**: every request is answered within the budget its caller
+//!   sent, less a margin; an origin that merely times out is not counted down.
 //! - **Restarts** recover the disk cache (deletes too, through foyer's
 //!   tombstone log). foyer checksums each disk entry, and a damaged one is
 //!   read as a miss.
 //! - **Observability**: cache lookups per tier (`regional-memory`, then
-//!   `regional-disk`), coalesced fills, cache sizes, the origin link and
-//!   foyer's own metrics, in the registry `/metrics` serves (`--metrics`);
+//!   `regional-disk`), coalesced fills, failovers, cache sizes, the origin
+//!   links and foyer's own metrics, in the registry `/metrics` serves (`--metrics`);
 //!   each request's span records its cache result.
 //!
 //! # Layout

@@ -27,16 +27,22 @@ struct Args {
     /// TCP address to serve Prometheus metrics on, at /metrics [default: none].
     #[arg(long, env = "TIERKV_REGIONAL_METRICS")]
     metrics: Option<SocketAddr>,
-    /// The origin's QUIC address, HOST:PORT; a DNS name is resolved at each
-    /// dial [default: 127.0.0.1:7400].
-    #[arg(long, env = "TIERKV_REGIONAL_ORIGIN")]
-    origin: Option<PeerAddr>,
-    /// The name the origin's certificate must carry [default: localhost].
+    /// The origin processes' QUIC addresses, HOST:PORT, comma-separated; any
+    /// of them serves any key, and a DNS name is resolved at each dial
+    /// [default: 127.0.0.1:7400].
+    #[arg(long, visible_alias = "origin", env = "TIERKV_REGIONAL_ORIGINS", value_delimiter = ',', num_args = 1..)]
+    origins: Option<Vec<PeerAddr>>,
+    /// The name the origins' certificates must carry [default: localhost].
     #[arg(long, env = "TIERKV_REGIONAL_ORIGIN_NAME")]
     origin_name: Option<String>,
-    /// Time limit of one request to the origin, milliseconds [default: 5000].
-    #[arg(long, env = "TIERKV_REGIONAL_ORIGIN_TIMEOUT_MS")]
-    origin_timeout_ms: Option<u64>,
+    /// How long a dial to an origin may take, milliseconds; a failed dial
+    /// marks the origin down. Requests wait as long as their deadline, which
+    /// the edge sets [default: 1000].
+    #[arg(long, env = "TIERKV_REGIONAL_CONNECT_TIMEOUT_MS")]
+    connect_timeout_ms: Option<u64>,
+    /// Seconds an origin whose link failed is tried only after the others [default: 5].
+    #[arg(long, env = "TIERKV_REGIONAL_NODE_DOWN_SECS")]
+    node_down_secs: Option<u64>,
     /// Memory cache capacity, MiB [default: 256].
     #[arg(long, env = "TIERKV_REGIONAL_MEMORY_MIB")]
     memory_mib: Option<usize>,
@@ -61,9 +67,10 @@ impl Args {
         let mut config: RegionalConfig = kv_runtime::config::load_toml(self.config.as_deref())?;
         set(&mut config.listen, self.listen);
         set_some(&mut config.metrics, self.metrics);
-        set(&mut config.origin, self.origin);
+        set(&mut config.origins, self.origins);
         set(&mut config.origin_name, self.origin_name);
-        set(&mut config.origin_timeout_ms, self.origin_timeout_ms);
+        set(&mut config.connect_timeout_ms, self.connect_timeout_ms);
+        set(&mut config.node_down_secs, self.node_down_secs);
         set(&mut config.memory_mib, self.memory_mib);
         set(&mut config.disk_mib, self.disk_mib);
         set(&mut config.data_dir, self.data_dir);
@@ -97,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(
         addr = %server.local_addr()?,
         metrics = ?server.metrics_addr(),
-        origin = %config.origin,
+        origins = ?config.origins,
         "kv-regional ready"
     );
     server.serve(shutdown).await;

@@ -1,17 +1,20 @@
 //! The regional service: read-through caching in front of the origin.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use foyer::Source;
 use kv_proto::{
-    Body, DeleteRequest, Entry, GetRequest, Op, PutRequest, Request, RequestId, Response, Status,
-    Tier,
+    Body, DeleteRequest, Entry, ErrorSource, GetRequest, Op, PutRequest, Request, RequestId,
+    Response, Status, Tier,
 };
-use kv_runtime::metrics::{CacheLookups, Metrics};
-use kv_runtime::quic::{Handler, Link};
+use kv_runtime::deadline::Deadline;
+use kv_runtime::metrics::{CacheLookups, Metrics, op_index};
+use kv_runtime::quic::{Attempts, Handler, Peers};
+use kv_runtime::singleflight::{Role, SingleFlight};
 use kv_runtime::time::{is_expired, unix_millis, unix_seconds};
+use prometheus::IntCounter;
 
 use crate::cache::{RegionalCache, cache_key};
 use crate::cached::Cached;
@@ -60,17 +63,15 @@ pub struct RegionalStats {
 
 /// Why a fill from the origin failed; carried through foyer to every waiter.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-struct FillError {
-    status: Status,
-    message: String,
-}
+#[error("{}", .0.message().unwrap_or("fill failed"))]
+struct FillError(Response);
 
 /// A regional node.
 #[derive(Debug)]
 pub struct Regional {
     cache: RegionalCache,
-    origin: Link,
+    origins: Arc<Origins>,
+    fills: SingleFlight<String, Result<Cached, FillError>>,
     freshness: Freshness,
     recent_writes: moka::sync::Cache<String, u64>,
     stats: Arc<RegionalStats>,
@@ -80,21 +81,26 @@ pub struct Regional {
 }
 
 impl Regional {
-    /// A node caching in `cache`, filling from the origin over `origin`.
-    pub fn new(cache: RegionalCache, origin: Link, freshness: Freshness) -> Self {
-        Self::with_metrics(cache, origin, freshness, &Metrics::new())
+    /// A node caching in `cache`, filling from the origin processes `origins`.
+    pub fn new(cache: RegionalCache, origins: Peers, freshness: Freshness) -> Self {
+        Self::with_metrics(cache, origins, freshness, &Metrics::new())
     }
 
-    /// As [`Regional::new`], counting cache lookups and coalesced fills in `metrics`.
+    /// As [`Regional::new`], counting cache lookups, coalesced fills and
+    /// failovers in `metrics`.
     pub fn with_metrics(
         cache: RegionalCache,
-        origin: Link,
+        origins: Peers,
         freshness: Freshness,
         metrics: &Metrics,
     ) -> Self {
         Self {
             cache,
-            origin,
+            origins: Arc::new(Origins {
+                peers: origins,
+                failovers: metrics.failovers("regional"),
+            }),
+            fills: SingleFlight::new(),
             freshness,
             recent_writes: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
@@ -129,97 +135,108 @@ impl Regional {
         &self.cache
     }
 
-    /// Answers one request.
+    /// Answers one request, within its deadline.
     pub async fn answer(&self, request: Request) -> Response {
-        let id = request.id;
+        let deadline = Deadline::of(&request);
         match request.op {
-            Op::Get(get) => self.get(id, get).await,
-            Op::Put(put) => self.put(id, put).await,
-            Op::Delete(delete) => self.delete(id, delete).await,
-            op @ Op::List(_) => self.forward(Request { id, op }).await,
+            Op::Get(get) => self.get(request.id, get, deadline).await,
+            Op::Put(ref put) => {
+                let response = self.origins.send(&request, &deadline).await;
+                self.after_put(put, &response);
+                response
+            }
+            Op::Delete(ref delete) => {
+                let response = self.origins.send(&request, &deadline).await;
+                self.after_delete(delete, &response);
+                response
+            }
+            Op::List(_) => self.origins.send(&request, &deadline).await,
         }
     }
 
-    async fn get(&self, id: RequestId, request: GetRequest) -> Response {
+    /// Reads a key: from memory or disk when the cached copy is fresh, else
+    /// from the origin. Concurrent fills of one key share one origin request,
+    /// which stops once no reader waits for it any more.
+    async fn get(&self, id: RequestId, request: GetRequest, deadline: Deadline) -> Response {
         let key = cache_key(&request.namespace, &request.key);
         let span = tracing::Span::current();
+        let looked_up = match deadline.run(self.cache.get(&key)).await {
+            Ok(looked_up) => looked_up,
+            Err(_) => return timeout(id, "the cache lookup"),
+        };
         let mut saw_stale = false;
-        // Twice at most: a stale entry is dropped, and the second pass fetches.
-        for _ in 0..2 {
-            // Set when this call's fetch runs, i.e. it did not join another's.
-            let led = Arc::new(AtomicBool::new(false));
-            let fetch = {
-                let origin = self.origin.clone();
-                let fill = request.clone();
-                let freshness = self.freshness;
-                let recent = (self.recent_writes.clone(), key.clone());
-                let stats = self.stats.clone();
-                let led = led.clone();
-                move || {
-                    led.store(true, Ordering::Relaxed);
-                    fill_from_origin(origin, id, fill, freshness, recent, stats)
+        match looked_up {
+            Ok(Some(entry)) => {
+                let (cached, on_disk) = (entry.value(), entry.source() == Source::Disk);
+                if self.is_fresh(cached, &key, request.min_version) {
+                    let tier = if on_disk {
+                        self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
+                        self.memory.miss.inc();
+                        self.disk.hit.inc();
+                        Tier::RegionalDisk
+                    } else {
+                        self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
+                        self.memory.hit.inc();
+                        Tier::RegionalMemory
+                    };
+                    span.record("cache", "hit");
+                    return answer(id, tier, cached);
                 }
-            };
-            let entry = match self.cache.get_or_fetch(&key, fetch).await {
-                Ok(entry) => entry,
-                Err(e) => return self.fill_failed(id, &request, &e).await,
-            };
-            let cached = entry.value();
-            let source = entry.source();
-            if source != Source::Outer && !self.is_fresh(cached, &key, request.min_version) {
                 self.stats.stale.fetch_add(1, Ordering::Relaxed);
-                if source == Source::Disk {
+                if on_disk {
                     self.memory.miss.inc();
                     self.disk.stale.inc();
                 } else {
                     self.memory.stale.inc();
                 }
                 saw_stale = true;
-                self.cache.remove(&key);
-                continue;
             }
-            let tier = match source {
-                Source::Memory => {
-                    self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
-                    self.memory.hit.inc();
-                    Tier::RegionalMemory
-                }
-                Source::Disk => {
-                    self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
-                    self.memory.miss.inc();
-                    self.disk.hit.inc();
-                    Tier::RegionalDisk
-                }
-                Source::Outer => {
-                    self.stats.origin_answers.fetch_add(1, Ordering::Relaxed);
-                    self.memory.miss.inc();
-                    self.disk.miss.inc();
-                    if !led.load(Ordering::Relaxed) {
-                        self.coalesced.inc();
-                    }
-                    Tier::Origin
-                }
-            };
-            let result = match (saw_stale, source) {
-                (true, _) => "stale",
-                (false, Source::Outer) => "miss",
-                (false, _) => "hit",
-            };
-            span.record("cache", result);
-            return match &cached.entry {
-                Some(value) if !is_expired(value.expiration, unix_seconds()) => {
-                    Response::entry(id, tier, value.clone())
-                }
-                _ => Response::not_found(id, tier),
-            };
+            Ok(None) => {
+                self.memory.miss.inc();
+                self.disk.miss.inc();
+            }
+            // The disk tier failed (not the origin): fill from the origin.
+            Err(e) => {
+                tracing::warn!(error = %e, "regional cache read failed; reading through to the origin")
+            }
         }
-        // Stale twice in a row: another request refilled with an old copy.
-        // Ask the origin directly rather than loop.
-        self.forward(Request {
-            id,
-            op: Op::Get(request),
-        })
-        .await
+        span.record("cache", if saw_stale { "stale" } else { "miss" });
+        let fill = {
+            let origins = self.origins.clone();
+            let cache = self.cache.clone();
+            let freshness = self.freshness;
+            let watermarks = self.recent_writes.clone();
+            let recent = (watermarks.clone(), key.clone());
+            let stats = self.stats.clone();
+            let key = key.clone();
+            move || async move {
+                let cached =
+                    fill_from_origin(origins, id, deadline, request, freshness, recent, stats)
+                        .await?;
+                // Filled before the flight ends, so a read that arrives just
+                // after finds it cached rather than starting another fill;
+                // unless a write meanwhile made something newer known.
+                if raise_watermark(&watermarks, &key, cached.version) {
+                    cache.insert(key, cached.clone());
+                }
+                Ok(cached)
+            }
+        };
+        let (filled, role) = match deadline.run(self.fills.run(key.clone(), fill)).await {
+            Ok(filled) => filled,
+            Err(_) => return timeout(id, "the origin's answer"),
+        };
+        if role == Role::Follower {
+            self.coalesced.inc();
+        }
+        match filled {
+            Ok(Ok(cached)) => {
+                self.stats.origin_answers.fetch_add(1, Ordering::Relaxed);
+                answer(id, Tier::Origin, &cached)
+            }
+            Ok(Err(FillError(failure))) => Response { id, ..failure },
+            Err(e) => Response::error(id, Status::Internal, e.to_string()),
+        }
     }
 
     /// Whether a cached answer may be served.
@@ -240,83 +257,133 @@ impl Regional {
         true
     }
 
-    async fn fill_failed(
+    /// Caches what an acknowledged PUT wrote, unless something newer is known.
+    fn after_put(&self, request: &PutRequest, response: &Response) {
+        let Some(version) = self.newest_written(&request.namespace, &request.key, response) else {
+            return;
+        };
+        let entry = Entry {
+            version,
+            expiration: request.expiration,
+            metadata: request.metadata.clone(),
+            value: request.value.clone(),
+        };
+        let cached = Cached {
+            fresh_until_ms: fresh_until(self.freshness.cache_ttl, entry.expiration),
+            version,
+            entry: Some(entry),
+        };
+        self.cache
+            .insert(cache_key(&request.namespace, &request.key), cached);
+    }
+
+    /// Caches the miss an acknowledged DELETE left, at its version, unless
+    /// something newer is known.
+    fn after_delete(&self, request: &DeleteRequest, response: &Response) {
+        let Some(version) = self.newest_written(&request.namespace, &request.key, response) else {
+            return;
+        };
+        let miss = Cached {
+            fresh_until_ms: unix_millis() + millis(self.freshness.negative_ttl),
+            version,
+            entry: None,
+        };
+        self.cache
+            .insert(cache_key(&request.namespace, &request.key), miss);
+    }
+
+    /// For an acknowledged write: raises the key's watermark, stops in-flight
+    /// fills from being joined, and returns the write's version if the cache
+    /// should take it: not when it answers a retry (newer writes may have
+    /// followed), nor when this node already knows a newer version.
+    fn newest_written(
         &self,
-        id: RequestId,
-        request: &GetRequest,
-        error: &foyer::Error,
-    ) -> Response {
-        if let Some(fill) = error.downcast_ref::<FillError>() {
-            return Response::error(id, fill.status, fill.message.clone());
-        }
-        // The disk tier failed (not the origin): serve from the origin.
-        tracing::warn!(error = %error, "regional cache read failed; reading through to the origin");
-        self.forward(Request {
-            id,
-            op: Op::Get(request.clone()),
-        })
-        .await
+        namespace: &kv_proto::Namespace,
+        key: &kv_proto::Key,
+        response: &Response,
+    ) -> Option<u64> {
+        let (Status::Ok, Body::Written { version, replayed }) = (response.status, &response.body)
+        else {
+            return None;
+        };
+        let key = cache_key(namespace, key);
+        let newest = raise_watermark(&self.recent_writes, &key, *version);
+        // Fills already in flight may carry the old copy; later reads must not join them.
+        self.fills.forget(&key);
+        let cached_newer = self
+            .cache
+            .memory()
+            .get(&key)
+            .is_some_and(|cached| cached.value().version > *version);
+        (newest && !replayed && !cached_newer).then_some(*version)
     }
+}
 
-    async fn put(&self, id: RequestId, request: PutRequest) -> Response {
-        let response = self
-            .forward(Request {
-                id,
-                op: Op::Put(request.clone()),
-            })
-            .await;
-        if let (Status::Ok, Body::Written { version }) = (response.status, &response.body) {
-            let key = cache_key(&request.namespace, &request.key);
-            self.recent_writes.insert(key.clone(), *version);
-            let entry = Entry {
-                version: *version,
-                expiration: request.expiration,
-                metadata: request.metadata,
-                value: request.value,
-            };
-            let cached = Cached {
-                fresh_until_ms: fresh_until(self.freshness.cache_ttl, entry.expiration),
-                version: *version,
-                entry: Some(entry),
-            };
-            self.cache.insert(key, cached);
-        }
-        response
-    }
-
-    async fn delete(&self, id: RequestId, request: DeleteRequest) -> Response {
-        let response = self
-            .forward(Request {
-                id,
-                op: Op::Delete(request.clone()),
-            })
-            .await;
-        if let (Status::Ok, Body::Written { version }) = (response.status, &response.body) {
-            let key = cache_key(&request.namespace, &request.key);
-            self.recent_writes.insert(key.clone(), *version);
-            let miss = Cached {
-                fresh_until_ms: unix_millis() + millis(self.freshness.negative_ttl),
-                version: *version,
-                entry: None,
-            };
-            self.cache.insert(key, miss);
-        }
-        response
-    }
-
-    async fn forward(&self, request: Request) -> Response {
-        match self.origin.request(&request).await {
-            Ok(response) => response,
-            Err(e) => {
-                tracing::warn!(error = %e, "origin unreachable");
-                Response::error(
-                    request.id,
-                    Status::Unavailable,
-                    format!("origin unreachable: {e}"),
-                )
+/// Raises `key`'s watermark to `version`, and says whether `version` is the
+/// newest the node knows of. A watermark never goes down.
+fn raise_watermark(watermarks: &moka::sync::Cache<String, u64>, key: &str, version: u64) -> bool {
+    let mut newest = true;
+    watermarks
+        .entry_by_ref(key)
+        .and_compute_with(|known| match known {
+            Some(known) if *known.value() > version => {
+                newest = false;
+                moka::ops::compute::Op::Nop
             }
+            _ => moka::ops::compute::Op::Put(version),
+        });
+    newest
+}
+
+/// The origin processes, any of which can serve any key.
+#[derive(Debug)]
+struct Origins {
+    peers: Peers,
+    failovers: [IntCounter; 5],
+}
+
+impl Origins {
+    /// Sends `request` to the origins in its key's order until one answers,
+    /// within `deadline`; always answers.
+    async fn send(&self, request: &Request, deadline: &Deadline) -> Response {
+        let routing_key = match (request.op.key(), request.op.namespace()) {
+            (Some(key), namespace) => format!("{namespace}/{key}"),
+            (None, namespace) => namespace.to_string(),
+        };
+        let mut attempts = Attempts::new(request, *deadline);
+        let answer = attempts.send_to(&self.peers, &routing_key).await;
+        if attempts.sent() > 1 {
+            let extra = u64::try_from(attempts.sent() - 1).unwrap_or(u64::MAX);
+            self.failovers[op_index(request.op.name())].inc_by(extra);
         }
+        answer.unwrap_or_else(|| {
+            let failure = attempts.failure();
+            tracing::warn!(status = %failure.status, message = failure.message().unwrap_or_default(), "no origin answered");
+            failure
+        })
     }
+}
+
+/// The answer a cached copy gives.
+fn answer(id: RequestId, tier: Tier, cached: &Cached) -> Response {
+    match &cached.entry {
+        Some(value) if !is_expired(value.expiration, unix_seconds()) => {
+            Response::entry(id, tier, value.clone())
+        }
+        _ if cached.version > 0 => Response::deleted(id, tier, cached.version),
+        _ => Response::not_found(id, tier),
+    }
+}
+
+/// A read whose deadline passed while waiting for `what`.
+fn timeout(id: RequestId, what: &str) -> Response {
+    Response::failure(
+        id,
+        Status::Timeout,
+        ErrorSource::Upstream,
+        true,
+        format!("no answer within the request's deadline (waiting for {what})"),
+    )
 }
 
 impl Handler for Regional {
@@ -329,8 +396,9 @@ impl Handler for Regional {
 /// this node saw acknowledged is fetched again, so a read racing with a write
 /// cannot cache what the write replaced.
 async fn fill_from_origin(
-    origin: Link,
+    origins: Arc<Origins>,
     id: RequestId,
+    deadline: Deadline,
     request: GetRequest,
     freshness: Freshness,
     (recent_writes, key): (moka::sync::Cache<String, u64>, String),
@@ -339,44 +407,44 @@ async fn fill_from_origin(
     let ttl = request
         .cache_ttl
         .map_or(freshness.cache_ttl, |s| Duration::from_secs(s.into()));
-    let upstream = Request {
-        id,
-        op: Op::Get(GetRequest {
-            min_version: None,
-            cache_ttl: None,
-            ..request
-        }),
-    };
+    let op = Op::Get(GetRequest {
+        min_version: None,
+        cache_ttl: None,
+        ..request
+    });
     let mut attempt = 0;
     loop {
         stats.origin_fetches.fetch_add(1, Ordering::Relaxed);
-        let response = origin.request(&upstream).await.map_err(|e| FillError {
-            status: Status::Unavailable,
-            message: format!("origin unreachable: {e}"),
-        })?;
-        let cached = match (response.status, response.body) {
+        let upstream = Request {
+            id,
+            budget: deadline.remaining(),
+            op: op.clone(),
+        };
+        let response = origins.send(&upstream, &deadline).await;
+        let negative = |version| Cached {
+            fresh_until_ms: unix_millis() + millis(freshness.negative_ttl),
+            version,
+            entry: None,
+        };
+        let cached = match (response.status, &response.body) {
             (Status::Ok, Body::Entry(entry)) => Cached {
                 fresh_until_ms: fresh_until(ttl, entry.expiration),
                 version: entry.version,
-                entry: Some(entry),
+                entry: Some(entry.clone()),
             },
-            (Status::NotFound, _) => Cached {
-                fresh_until_ms: unix_millis() + millis(freshness.negative_ttl),
-                version: 0,
-                entry: None,
-            },
-            (status, body) => {
-                let message = match body {
-                    Body::Error { message } => message,
-                    _ => format!("unexpected {status} answer from the origin"),
-                };
-                let status = if status == Status::Ok {
-                    Status::Internal
-                } else {
-                    status
-                };
-                return Err(FillError { status, message });
+            // A deleted (or expired) key is a miss at its delete's version.
+            (Status::NotFound, Body::Deleted { version }) => negative(*version),
+            (Status::NotFound, _) => negative(0),
+            (Status::Ok, _) => {
+                return Err(FillError(Response::failure(
+                    id,
+                    Status::Internal,
+                    ErrorSource::Upstream,
+                    false,
+                    "unexpected answer from the origin",
+                )));
             }
+            _ => return Err(FillError(response)),
         };
         let stale = recent_writes
             .get(&key)

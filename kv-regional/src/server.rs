@@ -8,7 +8,7 @@ use std::time::Duration;
 use kv_runtime::metrics::Metrics;
 use kv_runtime::metrics_server::{MetricsBindError, MetricsServer};
 use kv_runtime::quic::{
-    Connector, ConnectorError, QuicServer, ServerError, ServerOptions, TransportOptions,
+    Connector, ConnectorError, Peers, QuicServer, ServerError, ServerOptions, TransportOptions,
 };
 use kv_runtime::tls::TlsError;
 
@@ -61,12 +61,22 @@ impl RegionalServer {
         let tls = config.tls.load()?;
         let metrics_server = MetricsServer::bind_if_configured(config.metrics, &metrics)?;
         let connector = Connector::new(&tls, TransportOptions::default())?;
-        let origin = connector.link(
-            config.origin.clone(),
-            config.origin_name.clone(),
-            Duration::from_millis(config.origin_timeout_ms),
+        let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
+        let origins = config
+            .origins
+            .iter()
+            .map(|addr| {
+                let link =
+                    connector.link(addr.clone(), config.origin_name.clone(), connect_timeout);
+                link.observe(&metrics, "regional", "origin");
+                link
+            })
+            .collect();
+        let origins = Peers::new(
+            "origin",
+            origins,
+            Duration::from_secs(config.node_down_secs),
         );
-        origin.observe(&metrics, "regional", "origin");
         let disk_bytes = config.disk_mib * 1024 * 1024;
         let cache = cache::open(
             &CacheOptions {
@@ -83,7 +93,7 @@ impl RegionalServer {
         };
         let options = ServerOptions::new("regional", metrics.clone());
         let server = QuicServer::bind(config.listen, &tls, options)?;
-        let regional = Arc::new(Regional::with_metrics(cache, origin, freshness, &metrics));
+        let regional = Arc::new(Regional::with_metrics(cache, origins, freshness, &metrics));
         let node = Arc::downgrade(&regional);
         metrics.on_scrape(move || {
             let Some(node) = node.upgrade() else {

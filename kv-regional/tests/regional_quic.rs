@@ -51,8 +51,8 @@ impl Stack {
         let origin = start_origin(&tls, file_store(&dir.path().join("store")));
         let mut config = RegionalConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            origin: origin.addr.into(),
-            origin_timeout_ms: 2_000,
+            origins: vec![origin.addr.into()],
+            connect_timeout_ms: 2_000,
             memory_mib: 32,
             disk_mib: 64,
             data_dir: dir.path().join("regional"),

@@ -10,6 +10,8 @@
 //! - [`quic`]: the transport settings, the [`quic::QuicServer`] accept loop that
 //!   dispatches one request per stream to a [`quic::Handler`], and the client
 //!   [`quic::Link`] that keeps one reconnecting connection to a peer.
+//! - [`deadline`]: a request's deadline, from the budget it carries, and the
+//!   smaller budget it passes upstream.
 //! - [`singleflight`]: concurrent calls for one key share one execution.
 //! - [`config`]: TOML config files for the binaries; [`cli`]: the flags they share.
 //! - [`metrics`]: the Prometheus registry and the handles each tier counts with;
@@ -20,6 +22,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod deadline;
 pub mod dev_certs;
 pub mod metrics;
 pub mod metrics_server;

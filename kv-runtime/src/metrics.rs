@@ -44,6 +44,17 @@ pub enum UpstreamOutcome {
     LinkError,
 }
 
+/// What the origin's sweep did, by result.
+#[derive(Debug, Clone)]
+pub struct Swept {
+    /// Expired values replaced by tombstones.
+    pub expired: IntCounter,
+    /// Tombstones deleted.
+    pub removed: IntCounter,
+    /// Tombstones past their retention kept, on a shared store.
+    pub kept: IntCounter,
+}
+
 /// The object-store operations tierkv makes.
 pub const STORE_OPS: [&str; 5] = ["get", "get_range", "put", "delete", "list"];
 /// The outcomes of one object-store call.
@@ -65,6 +76,10 @@ pub struct Metrics {
     upstream_requests: IntCounterVec,
     upstream_duration: HistogramVec,
     coalesced: IntCounterVec,
+    write_conflicts: IntCounter,
+    write_replays: IntCounter,
+    failovers: IntCounterVec,
+    swept: IntCounterVec,
     store_requests: IntCounterVec,
     store_duration: HistogramVec,
     quic_connections: IntGaugeVec,
@@ -85,6 +100,14 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
         .register(Box::new(vec.clone()))
         .expect("metric registered once");
     vec
+}
+
+fn plain_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let counter = IntCounter::new(name, help).expect("valid metric definition");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("metric registered once");
+    counter
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -185,6 +208,28 @@ impl Metrics {
                 "tierkv_coalesced_total",
                 "Reads that waited on another read's fetch instead of making their own",
                 &["tier"],
+            ),
+            write_conflicts: plain_counter(
+                &r,
+                "tierkv_write_conflicts_total",
+                "Origin writes that lost a compare-and-swap race and read the key again",
+            ),
+            write_replays: plain_counter(
+                &r,
+                "tierkv_write_replays_total",
+                "Writes whose id the origin had already applied: retries answered with the first version",
+            ),
+            swept: counter(
+                &r,
+                "tierkv_swept_total",
+                "Objects the origin's sweep dealt with: expired values turned into tombstones, tombstones removed, or tombstones kept on a shared store",
+                &["result"],
+            ),
+            failovers: counter(
+                &r,
+                "tierkv_failovers_total",
+                "Requests sent on to another node after one failed, by tier and operation",
+                &["tier", "op"],
             ),
             store_requests: counter(
                 &r,
@@ -292,6 +337,31 @@ impl Metrics {
     /// The counter of reads of `tier` that waited on another read's fetch.
     pub fn coalesced(&self, tier: &str) -> IntCounter {
         self.coalesced.with_label_values(&[tier])
+    }
+
+    /// Origin writes that lost a compare-and-swap race.
+    pub fn write_conflicts(&self) -> IntCounter {
+        self.write_conflicts.clone()
+    }
+
+    /// Writes recognised as retries of one already applied.
+    pub fn write_replays(&self) -> IntCounter {
+        self.write_replays.clone()
+    }
+
+    /// The sweep's counters.
+    pub fn swept(&self) -> Swept {
+        let result = |r| self.swept.with_label_values(&[r]);
+        Swept {
+            expired: result("expired"),
+            removed: result("removed"),
+            kept: result("kept"),
+        }
+    }
+
+    /// The failover counters of `tier`, one per operation in [`OPS`] order.
+    pub fn failovers(&self, tier: &str) -> [IntCounter; 5] {
+        OPS.map(|op| self.failovers.with_label_values(&[tier, op]))
     }
 
     /// The counters of which tier answered the reads through an edge.

@@ -2,9 +2,11 @@
 //!
 //! The first caller for a key (the leader) starts the work on its own task;
 //! callers that arrive while it runs wait for the same result. Running the
-//! work on a task means a leader that gives up (a client hung up) does not
-//! cancel the work under the followers. The key is forgotten as soon as the
-//! work finishes, so later callers start afresh and see fresh data.
+//! work on a task means a leader that gives up (a client hung up, or its
+//! deadline passed) does not cancel the work under the followers. Once
+//! *every* caller has given up, nobody waits for the result, and the work is
+//! cancelled. The key is forgotten as soon as the work finishes, so later
+//! callers start afresh and see fresh data.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,11 +14,12 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
+use futures::future::{BoxFuture, Shared, WeakShared};
 
 type Flight<V> = Shared<BoxFuture<'static, Result<V, FlightFailed>>>;
-/// A flight and its number, so a finished flight removes only itself.
-type Entry<V> = (u64, Flight<V>);
+/// A flight and its number, so a finished flight removes only itself. The
+/// table holds it weakly: only callers keep a flight alive.
+type Entry<V> = (u64, WeakShared<BoxFuture<'static, Result<V, FlightFailed>>>);
 
 /// The shared work panicked or was aborted; every waiter gets this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -67,14 +70,16 @@ where
     {
         let (flight, role) = {
             let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-            match flights.get(&key) {
-                Some((_, flight)) => (flight.clone(), Role::Follower),
+            match flights.get(&key).and_then(|(_, flight)| flight.upgrade()) {
+                Some(flight) => (flight, Role::Follower),
                 None => {
                     let id = self
                         .next_id
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let flight = self.start(key.clone(), id, work());
-                    flights.insert(key, (id, flight.clone()));
+                    if let Some(weak) = flight.downgrade() {
+                        flights.insert(key, (id, weak));
+                    }
                     (flight, Role::Leader)
                 }
             }
@@ -110,14 +115,26 @@ where
             key,
             id,
         };
-        let task = tokio::spawn(async move {
-            // Dropped when the work ends, even by panicking.
+        let task = AbortOnDrop(tokio::spawn(async move {
+            // Dropped when the work ends, even by panicking or being cancelled.
             let _forget = forget;
             work.await
-        });
-        async move { task.await.map_err(|_| FlightFailed) }
-            .boxed()
-            .shared()
+        }));
+        async move {
+            let mut task = task;
+            (&mut task.0).await.map_err(|_| FlightFailed)
+        }
+        .boxed()
+        .shared()
+    }
+}
+
+/// Cancels the task when the last caller waiting on it is gone.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -203,6 +220,95 @@ mod tests {
             assert_eq!(value, Ok(expected));
             assert_eq!(role, Role::Leader);
         }
+    }
+
+    #[tokio::test]
+    async fn work_goes_on_while_anyone_waits_and_stops_when_nobody_does() {
+        let flights = Arc::new(SingleFlight::<u8, u8>::new());
+        let (release, gate) = tokio::sync::watch::channel(false);
+        let (finished_tx, finished) = tokio::sync::oneshot::channel::<()>();
+        let finished_tx = Arc::new(Mutex::new(Some(finished_tx)));
+        let work = {
+            let gate = gate.clone();
+            let finished_tx = finished_tx.clone();
+            move || async move {
+                let mut gate = gate;
+                let _ = gate.wait_for(|open| *open).await;
+                if let Some(tx) = finished_tx
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                {
+                    let _ = tx.send(());
+                }
+                9
+            }
+        };
+        // The leader gives up; a follower still waits, so the work goes on.
+        let leader = {
+            let flights = flights.clone();
+            let work = work.clone();
+            tokio::spawn(async move { flights.run(1, work).await })
+        };
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while flights.in_flight() == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("flight started");
+        let follower = {
+            let flights = flights.clone();
+            tokio::spawn(async move { flights.run(1, || async { 0 }).await })
+        };
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        leader.abort();
+        release.send(true).expect("receivers alive");
+        let (value, role) = follower.await.expect("follower ran");
+        assert_eq!((value, role), (Ok(9), Role::Follower));
+
+        // Every caller gives up: the work is cancelled and never finishes.
+        let (_release, gate) = tokio::sync::watch::channel(false);
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let (dropped_tx, dropped) = tokio::sync::oneshot::channel::<()>();
+        struct OnDrop(Option<tokio::sync::oneshot::Sender<()>>);
+        impl Drop for OnDrop {
+            fn drop(&mut self) {
+                if let Some(tx) = self.0.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+        let only = {
+            let flights = flights.clone();
+            tokio::spawn(async move {
+                flights
+                    .run(2, move || async move {
+                        let _guard = OnDrop(Some(dropped_tx));
+                        let _ = started_tx.send(());
+                        let mut gate = gate;
+                        let _ = gate.wait_for(|open| *open).await;
+                        1
+                    })
+                    .await
+            })
+        };
+        started.await.expect("work started");
+        only.abort();
+        tokio::time::timeout(Duration::from_secs(5), dropped)
+            .await
+            .expect("the abandoned work was cancelled")
+            .expect("guard sent");
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while flights.in_flight() != 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the cancelled flight is forgotten");
+        drop(finished);
     }
 
     #[tokio::test]

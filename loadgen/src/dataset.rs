@@ -13,9 +13,13 @@ use futures::StreamExt;
 use indicatif::ProgressBar;
 use kv_origin::{Origin, Store, StoreConfig};
 use kv_proto::{Key, Namespace, PutRequest};
+use kv_runtime::deadline::Deadline;
 use object_store::memory::InMemory;
 
 use crate::workload::{NAMESPACE, Workload, key_name};
+
+/// How long one preload write may take: local and in memory, so generous.
+const PRELOAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why the keyspace could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +60,11 @@ pub async fn write(workload: &Workload, progress: &ProgressBar) -> Result<InMemo
                 let key = Key::new(name.clone()).map_err(|e| failed(e.to_string()))?;
                 let put = PutRequest::new(namespace, key, workload.value(rank))
                     .map_err(|e| failed(e.to_string()))?;
-                origin.put(&put).await.map_err(|e| failed(e.to_string()))?;
+                let deadline = Deadline::after(PRELOAD_DEADLINE);
+                origin
+                    .put(&put, &deadline)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
                 progress.inc(1);
                 Ok::<(), DatasetError>(())
             }

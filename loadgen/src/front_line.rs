@@ -151,7 +151,12 @@ impl QuicProxy {
 
 impl Handler for QuicProxy {
     async fn handle(&self, request: kv_proto::Request) -> KvResponse {
+        let deadline = kv_runtime::deadline::Deadline::of(&request);
         tokio::time::sleep(self.delay).await;
+        let request = kv_proto::Request {
+            budget: deadline.upstream_budget(),
+            ..request
+        };
         match self.link.request(&request).await {
             Ok(response) => response,
             Err(e) => KvResponse::error(

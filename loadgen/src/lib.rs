@@ -31,7 +31,10 @@
 //! - [`report`]: table, JSON, CSV and the tiered-vs-untiered checks.
 //! - [`plot`]: the latency-by-percentile chart.
 //! - [`runner`]: `compare` and `run` put together.
+//! - [`chaos`]: `loadgen chaos`, a fault campaign against a multi-process
+//!   stack (origins on S3, regional nodes, edges) with a history checker.
 
+pub mod chaos;
 pub mod dataset;
 pub mod delay;
 pub mod driver;

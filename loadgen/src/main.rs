@@ -1,9 +1,10 @@
-//! `loadgen compare` and `loadgen run`: see the crate docs.
+//! `loadgen compare`, `loadgen run` and `loadgen chaos`: see the crate docs.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use loadgen::chaos::ChaosArgs;
 use loadgen::driver::DriveOptions;
 use loadgen::plot::{Curve, write_plot};
 use loadgen::profile::Profile;
@@ -29,6 +30,29 @@ enum Command {
     Compare(CompareArgs),
     /// Drives running edges (the dev stack or a deployment) with the workload.
     Run(RunArgs),
+    /// Fault campaign: starts origins (on S3), regional nodes and edges as
+    /// processes of the built binaries, runs writers and readers through
+    /// every edge while killing processes and cutting links, then checks the
+    /// history (durability, version order, no phantom or failed-write reads,
+    /// bounded staleness, idempotency). Exits 2 on a violation.
+    Chaos(Box<ChaosArgs>),
+    /// Checks a history that `loadgen chaos` recorded (history.jsonl in its
+    /// run directory) again, e.g. with another staleness bound. Exits 2 on a
+    /// violation.
+    ChaosCheck(ChaosCheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct ChaosCheckArgs {
+    /// The history.jsonl file.
+    history: PathBuf,
+    /// How long after an acknowledged write a read may still return an
+    /// older version, ms.
+    #[arg(long, default_value_t = 3000)]
+    staleness_bound_ms: u64,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -238,6 +262,8 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Compare(args) => run_compare(args).await,
             Command::Run(args) => run_run(args).await,
+            Command::Chaos(args) => run_chaos(*args).await,
+            Command::ChaosCheck(args) => run_chaos_check(args),
         }
     })
 }
@@ -302,4 +328,62 @@ async fn run_run(args: RunArgs) -> anyhow::Result<()> {
     })
     .await?;
     args.common.write_outputs(&report)
+}
+
+async fn run_chaos(args: ChaosArgs) -> anyhow::Result<()> {
+    // The report may go into the run directory.
+    if let Some(dir) = &args.dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if let Some(path) = &args.json {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(dir) = parent
+            && !dir.is_dir()
+        {
+            anyhow::bail!(
+                "cannot write {}: no directory {}",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
+    // Ctrl-C drops the campaign, which kills every process it started.
+    let campaign = tokio::select! {
+        campaign = loadgen::chaos::run(&args) => campaign.context("chaos campaign")?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the stack was stopped"),
+    };
+    let report = &campaign.report;
+    print!("{}", report.text());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        println!("JSON: {}", path.display());
+    }
+    if campaign.remove_dir {
+        if let Err(e) = std::fs::remove_dir_all(&campaign.dir) {
+            eprintln!("cannot remove {}: {e}", campaign.dir.display());
+        }
+    } else {
+        println!("run directory kept: {}", campaign.dir.display());
+    }
+    if !report.passed {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+fn run_chaos_check(args: ChaosCheckArgs) -> anyhow::Result<()> {
+    let report = loadgen::chaos::recheck(
+        &args.history,
+        std::time::Duration::from_millis(args.staleness_bound_ms),
+    )?;
+    print!("{}", report.text());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !report.passed {
+        std::process::exit(2);
+    }
+    Ok(())
 }

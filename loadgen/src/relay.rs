@@ -13,12 +13,16 @@
 //! datagram's release time. tokio's timers tick in milliseconds and would
 //! add up to two milliseconds per pass; a thread's sleep is precise to tens
 //! of microseconds. A delay is never shorter than configured.
+//!
+//! A [`RelayControl`] switches faults at run time: a cut drops every
+//! datagram in both directions (a partition), and an extra delay is added
+//! to the path's (a slow link). `loadgen chaos` uses it.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -47,12 +51,49 @@ pub struct RelayStats {
     pub clients: AtomicU64,
 }
 
+/// Faults a running relay applies, switched at run time; none by default.
+#[derive(Debug, Default)]
+pub struct RelayControl {
+    cut: AtomicBool,
+    extra_delay_us: AtomicU64,
+}
+
+impl RelayControl {
+    /// Drops every datagram, both directions, while `cut` is set.
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::Relaxed);
+    }
+
+    /// Whether the relay drops everything.
+    pub fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Relaxed)
+    }
+
+    /// Adds `extra` to every datagram's delay, both directions (zero: none).
+    pub fn set_extra_delay(&self, extra: Duration) {
+        let micros = u64::try_from(extra.as_micros()).unwrap_or(u64::MAX);
+        self.extra_delay_us.store(micros, Ordering::Relaxed);
+    }
+
+    /// The delay added to the path's.
+    pub fn extra_delay(&self) -> Duration {
+        Duration::from_micros(self.extra_delay_us.load(Ordering::Relaxed))
+    }
+
+    /// Back to no faults.
+    pub fn clear(&self) {
+        self.set_cut(false);
+        self.set_extra_delay(Duration::ZERO);
+    }
+}
+
 /// A running relay; dropping it stops it.
 #[derive(Debug)]
 pub struct Relay {
     local_addr: SocketAddr,
     target: SocketAddr,
     stats: Arc<RelayStats>,
+    control: Arc<RelayControl>,
     tasks: JoinSet<()>,
 }
 
@@ -64,12 +105,24 @@ impl Relay {
         let (socket, sender) = socket_pair(SocketAddr::new(target.ip(), 0), None)?;
         let local_addr = socket.local_addr()?;
         let stats = Arc::new(RelayStats::default());
+        let control = Arc::new(RelayControl::default());
         let mut tasks = JoinSet::new();
-        tasks.spawn(accept(socket, sender, target, path, seed, stats.clone()));
+        tasks.spawn(accept(
+            socket,
+            sender,
+            target,
+            Shaping {
+                path,
+                control: control.clone(),
+            },
+            seed,
+            stats.clone(),
+        ));
         Ok(Self {
             local_addr,
             target,
             stats,
+            control,
             tasks,
         })
     }
@@ -89,6 +142,11 @@ impl Relay {
         &self.stats
     }
 
+    /// The run-time fault switches.
+    pub fn control(&self) -> &Arc<RelayControl> {
+        &self.control
+    }
+
     /// Stops relaying.
     pub fn stop(mut self) {
         self.tasks.abort_all();
@@ -100,7 +158,7 @@ async fn accept(
     socket: UdpSocket,
     sender: Arc<std::net::UdpSocket>,
     target: SocketAddr,
-    path: PathDelay,
+    shaping: Shaping,
     seed: u64,
     stats: Arc<RelayStats>,
 ) {
@@ -135,13 +193,13 @@ async fn accept(
                 let session_seed = seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
                 let to_server = Pipe::start(
                     Sink::Connected(upstream_sender),
-                    path,
+                    shaping.clone(),
                     session_seed,
                     stats.clone(),
                 );
                 let to_client = Pipe::start(
                     Sink::To(sender.clone(), client),
-                    path,
+                    shaping.clone(),
                     session_seed.rotate_left(17) ^ 1,
                     stats.clone(),
                 );
@@ -212,11 +270,19 @@ impl Sink {
     }
 }
 
+/// What a relay does to each datagram: the path's delay and loss, and the
+/// run-time faults.
+#[derive(Debug, Clone)]
+struct Shaping {
+    path: PathDelay,
+    control: Arc<RelayControl>,
+}
+
 /// One direction of one session: assigns each datagram its release time and
 /// hands it to a thread that sends it then.
 #[derive(Debug)]
 struct Pipe {
-    path: PathDelay,
+    shaping: Shaping,
     rng: StdRng,
     last_release: Instant,
     queue: std::sync::mpsc::SyncSender<(Instant, Bytes)>,
@@ -224,7 +290,7 @@ struct Pipe {
 }
 
 impl Pipe {
-    fn start(sink: Sink, path: PathDelay, seed: u64, stats: Arc<RelayStats>) -> Self {
+    fn start(sink: Sink, shaping: Shaping, seed: u64, stats: Arc<RelayStats>) -> Self {
         let (queue, pending) = std::sync::mpsc::sync_channel::<(Instant, Bytes)>(QUEUE_DATAGRAMS);
         let delivered = stats.clone();
         // The thread ends when the pipe (its sender) is dropped with the relay.
@@ -242,7 +308,7 @@ impl Pipe {
             }
         });
         Self {
-            path,
+            shaping,
             rng: StdRng::seed_from_u64(seed),
             last_release: Instant::now(),
             queue,
@@ -251,10 +317,15 @@ impl Pipe {
     }
 
     fn push(&mut self, datagram: Bytes) {
-        let Some(delay) = self.path.sample(&mut self.rng) else {
+        if self.shaping.control.is_cut() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let Some(delay) = self.shaping.path.sample(&mut self.rng) else {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        let delay = delay + self.shaping.control.extra_delay();
         let release = (Instant::now() + delay).max(self.last_release);
         if self.queue.try_send((release, datagram)).is_ok() {
             self.last_release = release;

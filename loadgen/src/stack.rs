@@ -107,8 +107,8 @@ pub enum StackError {
     Quic(String),
 }
 
-/// Upstream time limits in the stack: generous, because a multi-MiB value
-/// crossing an emulated long path takes many round trips.
+/// Request deadlines and dial limits in the stack: generous, because a
+/// multi-MiB value crossing an emulated long path takes many round trips.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Counters read off the stack after a run: proof of which tiers worked.
@@ -208,8 +208,8 @@ impl Stack {
             for i in 0..profile.topology.regionals {
                 let regional = RegionalServer::bind(&RegionalConfig {
                     listen: loopback,
-                    origin: origin_far.into(),
-                    origin_timeout_ms: UPSTREAM_TIMEOUT.as_millis() as u64,
+                    origins: vec![origin_far.into()],
+                    connect_timeout_ms: UPSTREAM_TIMEOUT.as_millis() as u64,
                     memory_mib: profile.topology.regional_memory_mib,
                     disk_mib: profile.topology.regional_disk_mib,
                     data_dir: work_dir.join(kind.name()).join(format!("regional-{i}")),
@@ -248,8 +248,10 @@ impl Stack {
             let edge = EdgeServer::bind(&EdgeConfig {
                 http: loopback,
                 regionals: regional_far.iter().map(|a| (*a).into()).collect(),
-                origin: origin_addr.into(),
-                upstream_timeout_ms: UPSTREAM_TIMEOUT.as_millis() as u64,
+                origins: vec![origin_addr.into()],
+                read_deadline_ms: UPSTREAM_TIMEOUT.as_millis() as u64,
+                write_deadline_ms: UPSTREAM_TIMEOUT.as_millis() as u64,
+                connect_timeout_ms: UPSTREAM_TIMEOUT.as_millis() as u64,
                 hot_cache_mib: if kind.hot_cache() {
                     profile.topology.hot_cache_mib
                 } else {

@@ -192,7 +192,7 @@ impl Stack {
             command
                 .args(["--listen", &format!("127.0.0.1:{quic}")])
                 .args(["--metrics", &metrics.to_string()])
-                .args(["--origin", &format!("localhost:{origin_quic}")])
+                .args(["--origins", &format!("localhost:{origin_quic}")])
                 .arg("--data-dir")
                 .arg(dir.path().join(format!("regional-{n}")))
                 .args(["--memory-mib", "16", "--disk-mib", "64"])
@@ -214,7 +214,7 @@ impl Stack {
         command
             .args(["--http", &edge_http.to_string()])
             .args(["--regionals", &regional_quic.join(",")])
-            .args(["--origin", &format!("localhost:{origin_quic}")])
+            .args(["--origins", &format!("localhost:{origin_quic}")])
             .args(["--cache-ttl-secs", &options.edge_cache_ttl_secs.to_string()])
             .args(["--min-cache-ttl-secs", "1"]);
         let mut edge = Process::start("edge", command);

@@ -247,14 +247,7 @@ pub async fn put_with(
 }
 
 pub async fn delete(link: &Link, namespace: &str, k: &str) -> Response {
-    send(
-        link,
-        Op::Delete(DeleteRequest {
-            namespace: ns(namespace),
-            key: key(k),
-        }),
-    )
-    .await
+    send(link, Op::Delete(DeleteRequest::new(ns(namespace), key(k)))).await
 }
 
 pub async fn list(
@@ -290,7 +283,7 @@ pub fn value(response: &Response) -> Bytes {
 /// The version of a successful PUT or DELETE.
 pub fn written(response: &Response) -> u64 {
     match &response.body {
-        kv_proto::Body::Written { version } => *version,
+        kv_proto::Body::Written { version, .. } => *version,
         other => panic!("expected a write ack, got {:?} {other:?}", response.status),
     }
 }

@@ -4,6 +4,7 @@ use bytes::{BufMut, Bytes};
 
 use crate::error::ProtoError;
 use crate::limits::{MAX_METADATA_LEN, MAX_VALUE_LEN};
+use crate::request::WriteId;
 use crate::types::{Key, Metadata, Namespace};
 use crate::wire::{self, Reader};
 
@@ -23,10 +24,13 @@ pub struct PutRequest {
     pub expiration: Option<u64>,
     /// User metadata.
     pub metadata: Option<Metadata>,
+    /// The same for every retry of this write; applied at most once.
+    pub write_id: WriteId,
 }
 
 impl PutRequest {
-    /// A write with no expiration or metadata; refuses a value over the limit.
+    /// A write with no expiration or metadata and a fresh write id; refuses a
+    /// value over the limit.
     pub fn new(namespace: Namespace, key: Key, value: Bytes) -> Result<Self, ProtoError> {
         if value.len() > MAX_VALUE_LEN {
             return Err(ProtoError::ValueTooLarge { len: value.len() });
@@ -37,6 +41,7 @@ impl PutRequest {
             value,
             expiration: None,
             metadata: None,
+            write_id: WriteId::random(),
         })
     }
 
@@ -44,6 +49,7 @@ impl PutRequest {
     /// the body's last field, so a sender can pass it on without copying it.
     pub(crate) fn encode_body(&self, buf: &mut impl BufMut) -> Bytes {
         super::put_target(buf, &self.namespace, &self.key);
+        buf.put_u128(self.write_id.0);
         let mut flags = 0;
         if self.expiration.is_some() {
             flags |= HAS_EXPIRATION;
@@ -62,6 +68,7 @@ impl PutRequest {
 
     pub(crate) fn decode_body(r: &mut Reader) -> Result<Self, ProtoError> {
         let (namespace, key) = super::read_target(r)?;
+        let write_id = WriteId(r.u128("write id")?);
         let flags = wire::check_flags(r.u8("put flags")?, HAS_EXPIRATION | HAS_METADATA, "put")?;
         let expiration = r.optional_u64(flags, HAS_EXPIRATION, "expiration")?;
         let metadata = read_optional_metadata(r, flags & HAS_METADATA != 0)?;
@@ -72,6 +79,7 @@ impl PutRequest {
             value,
             expiration,
             metadata,
+            write_id,
         })
     }
 }

@@ -4,11 +4,13 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use kv_proto::{
-    Body, DeleteRequest, Entry, Frame, FrameHeader, FrameKind, GetRequest, Invalidation, Key,
-    ListPage, ListRequest, ListedKey, Metadata, Namespace, Op, PutRequest, Request, RequestId,
-    Response, Status, Tier, encode_frame,
+    Body, DeleteRequest, Entry, ErrorSource, Failure, Frame, FrameHeader, FrameKind, GetRequest,
+    Invalidation, Key, ListPage, ListRequest, ListedKey, Metadata, Namespace, Op, PutRequest,
+    Request, RequestId, Response, Status, Tier, WriteId, encode_frame,
 };
 use proptest::prelude::*;
 
@@ -41,6 +43,11 @@ impl BodyBuilder {
         self
     }
 
+    pub fn u128(mut self, v: u128) -> Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+
     pub fn raw(mut self, bytes: &[u8]) -> Self {
         self.0.extend_from_slice(bytes);
         self
@@ -61,19 +68,42 @@ impl BodyBuilder {
         self.u32(u32::try_from(bytes.len()).unwrap()).raw(bytes)
     }
 
-    /// Request id and op code.
+    /// Request id, the default budget and op code.
     pub fn request(id: u64, op: u8) -> Self {
-        Self::new().u64(id).u8(op)
+        Self::request_with_budget(id, DEFAULT_BUDGET_MS, op)
     }
 
-    /// Namespace and key, as GET, PUT, DELETE and invalidations start.
+    /// Request id, a budget in milliseconds and op code.
+    pub fn request_with_budget(id: u64, budget_ms: u32, op: u8) -> Self {
+        Self::new().u64(id).u32(budget_ms).u8(op)
+    }
+
+    /// Namespace and key, as GET and invalidations start.
     pub fn target(self, namespace: &[u8], key: &[u8]) -> Self {
         self.bytes8(namespace).bytes16(key)
+    }
+
+    /// Namespace, key and [`SAMPLE_WRITE_ID`], as PUT and DELETE start.
+    pub fn write_target(self, namespace: &[u8], key: &[u8]) -> Self {
+        self.target(namespace, key).u128(SAMPLE_WRITE_ID.0)
     }
 
     /// Response id, status, tier code and body kind.
     pub fn response(id: u64, status: u8, tier: u8, body_kind: u8) -> Self {
         Self::new().u64(id).u8(status).u8(tier).u8(body_kind)
+    }
+
+    /// An error body's source code and flags, after [`BodyBuilder::response`]
+    /// with [`BODY_ERROR`]; the message follows.
+    pub fn failure(self, source: u8, flags: u8) -> Self {
+        self.u8(source).u8(flags)
+    }
+
+    /// A whole error response: a local, non-retryable failure with `message`.
+    pub fn error_response(id: u64, status: u8, message: &[u8]) -> Self {
+        Self::response(id, status, 0, BODY_ERROR)
+            .failure(SOURCE_LOCAL, 0)
+            .bytes16(message)
     }
 
     pub fn body(self) -> Bytes {
@@ -102,6 +132,20 @@ pub const BODY_ENTRY: u8 = 1;
 pub const BODY_WRITTEN: u8 = 2;
 pub const BODY_PAGE: u8 = 3;
 pub const BODY_ERROR: u8 = 4;
+pub const BODY_DELETED: u8 = 5;
+
+pub const SOURCE_CALLER: u8 = 1;
+pub const SOURCE_LOCAL: u8 = 2;
+pub const SOURCE_UPSTREAM: u8 = 3;
+/// The one known bit of an error body's flags.
+pub const ERROR_RETRYABLE: u8 = 0b1;
+
+/// [`Request::DEFAULT_BUDGET`] in whole milliseconds, as the wire carries it.
+pub const DEFAULT_BUDGET_MS: u32 = 5_000;
+
+/// The write id of the hand-built bodies and of the sample writes: fixed, so
+/// that the encoded samples (and the fuzz seeds made of them) are stable.
+pub const SAMPLE_WRITE_ID: WriteId = WriteId(0x0011_2233_4455_6677_8899_aabb_ccdd_eeff);
 
 pub fn ns(name: &str) -> Namespace {
     Namespace::new(name).unwrap()
@@ -132,10 +176,46 @@ pub fn encode_via_chunks(frame: &Frame) -> BytesMut {
     buf
 }
 
+/// A request with the default budget.
 pub fn request(id: u64, op: Op) -> Frame {
+    request_with_budget(id, Request::DEFAULT_BUDGET, op)
+}
+
+pub fn request_with_budget(id: u64, budget: Duration, op: Op) -> Frame {
     Frame::Request(Request {
         id: RequestId(id),
+        budget,
         op,
+    })
+}
+
+/// A PUT with no expiration or metadata and a fixed write id.
+pub fn put(
+    namespace: &str,
+    key_name: &str,
+    value: impl Into<Bytes>,
+    write_id: WriteId,
+) -> PutRequest {
+    PutRequest {
+        write_id,
+        ..PutRequest::new(ns(namespace), key(key_name), value.into()).unwrap()
+    }
+}
+
+/// A DELETE with a fixed write id.
+pub fn delete(namespace: &str, key_name: &str, write_id: WriteId) -> DeleteRequest {
+    DeleteRequest {
+        write_id,
+        ..DeleteRequest::new(ns(namespace), key(key_name))
+    }
+}
+
+/// An error body.
+pub fn failure(source: ErrorSource, retryable: bool, message: &str) -> Body {
+    Body::Error(Failure {
+        source,
+        retryable,
+        message: message.into(),
     })
 }
 
@@ -189,10 +269,26 @@ pub fn sample_frames() -> Vec<(&'static str, Frame)> {
             ),
         ),
         (
+            "request-get-no-budget",
+            request_with_budget(
+                id,
+                Duration::ZERO,
+                Op::Get(GetRequest::new(ns("users"), key("alice"))),
+            ),
+        ),
+        (
+            "request-get-longest-budget",
+            request_with_budget(
+                id,
+                Request::MAX_BUDGET,
+                Op::Get(GetRequest::new(ns("users"), key("alice"))),
+            ),
+        ),
+        (
             "request-put-empty-value",
             request(
                 id,
-                Op::Put(PutRequest::new(ns("cfg"), key("empty"), Bytes::new()).unwrap()),
+                Op::Put(put("cfg", "empty", Bytes::new(), SAMPLE_WRITE_ID)),
             ),
         ),
         (
@@ -205,6 +301,7 @@ pub fn sample_frames() -> Vec<(&'static str, Frame)> {
                     value: Bytes::from_static(b"{\"dark_mode\":true}"),
                     expiration: Some(1_900_000_000),
                     metadata: Some(meta(r#"{"content-type":"application/json"}"#)),
+                    write_id: WriteId(u128::MAX),
                 }),
             ),
         ),
@@ -214,29 +311,36 @@ pub fn sample_frames() -> Vec<(&'static str, Frame)> {
                 id,
                 Op::Put(PutRequest {
                     metadata: Some(meta("[1,2,3]")),
-                    ..PutRequest::new(ns("cfg"), key("k"), Bytes::from_static(b"\x00\x01\xff"))
-                        .unwrap()
+                    ..put(
+                        "cfg",
+                        "k",
+                        Bytes::from_static(b"\x00\x01\xff"),
+                        SAMPLE_WRITE_ID,
+                    )
                 }),
             ),
         ),
         (
             "request-put-expiration-only",
-            request(
+            request_with_budget(
                 id,
+                Duration::from_millis(1),
                 Op::Put(PutRequest {
                     expiration: Some(1),
-                    ..PutRequest::new(ns("cfg"), key("k"), Bytes::from(vec![7u8; 300])).unwrap()
+                    ..put("cfg", "k", vec![7u8; 300], WriteId(0))
                 }),
             ),
         ),
         (
             "request-delete",
-            request(
+            request(id, Op::Delete(delete("users", "bob", SAMPLE_WRITE_ID))),
+        ),
+        (
+            "request-delete-short-budget",
+            request_with_budget(
                 id,
-                Op::Delete(DeleteRequest {
-                    namespace: ns("users"),
-                    key: key("bob"),
-                }),
+                Duration::from_millis(250),
+                Op::Delete(delete("users", "a/é", WriteId(1))),
             ),
         ),
         (
@@ -258,6 +362,10 @@ pub fn sample_frames() -> Vec<(&'static str, Frame)> {
         (
             "response-not-found",
             response(id, Status::NotFound, Some(Tier::RegionalDisk), Body::Empty),
+        ),
+        (
+            "response-deleted",
+            Frame::Response(Response::deleted(RequestId(id), Tier::RegionalMemory, 12)),
         ),
         (
             "response-entry-full",
@@ -293,7 +401,10 @@ pub fn sample_frames() -> Vec<(&'static str, Frame)> {
                 id,
                 Status::Ok,
                 Some(Tier::Origin),
-                Body::Written { version: 99 },
+                Body::Written {
+                    version: 99,
+                    replayed: false,
+                },
             ),
         ),
         (
@@ -340,6 +451,39 @@ pub fn sample_frames() -> Vec<(&'static str, Frame)> {
                 Status::Unavailable,
                 "origin unreachable",
             )),
+        ),
+        (
+            "response-error-caller",
+            Frame::Response(Response::error(
+                RequestId(id),
+                Status::BadRequest,
+                "key must not be empty",
+            )),
+        ),
+        (
+            "response-error-timeout-relayed",
+            Frame::Response(
+                Response::error(RequestId(id), Status::Timeout, "no answer in time").relayed(),
+            ),
+        ),
+        (
+            "response-error-outcome-unknown",
+            Frame::Response(Response::failure(
+                RequestId(id),
+                Status::OutcomeUnknown,
+                ErrorSource::Upstream,
+                true,
+                "link to the origin lost after the write was sent",
+            )),
+        ),
+        (
+            "response-error-not-retryable-empty",
+            response(
+                id,
+                Status::Unavailable,
+                None,
+                failure(ErrorSource::Upstream, false, ""),
+            ),
         ),
         (
             "invalidation",
@@ -431,6 +575,27 @@ pub fn value_strategy() -> impl Strategy<Value = Bytes> {
     ]
 }
 
+/// Budgets in whole milliseconds (what the wire carries), the edges often.
+pub fn budget_strategy() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        1 => Just(Duration::ZERO),
+        1 => Just(Duration::from_millis(1)),
+        1 => Just(Request::MAX_BUDGET),
+        1 => Just(Request::DEFAULT_BUDGET),
+        4 => any::<u32>().prop_map(|ms| Duration::from_millis(ms.into())),
+    ]
+}
+
+/// Write ids: the edges, small ones, and any 128 bits.
+pub fn write_id_strategy() -> impl Strategy<Value = WriteId> {
+    prop_oneof![
+        1 => Just(WriteId(0)),
+        1 => Just(WriteId(u128::MAX)),
+        1 => any::<u8>().prop_map(|n| WriteId(n.into())),
+        4 => any::<u128>().prop_map(WriteId),
+    ]
+}
+
 pub fn op_strategy() -> impl Strategy<Value = Op> {
     let get = (
         namespace_strategy(),
@@ -452,18 +617,27 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         value_strategy(),
         any::<Option<u64>>(),
         proptest::option::of(metadata_strategy()),
+        write_id_strategy(),
     )
-        .prop_map(|(namespace, key, value, expiration, metadata)| {
+        .prop_map(|(namespace, key, value, expiration, metadata, write_id)| {
             Op::Put(PutRequest {
                 namespace,
                 key,
                 value,
                 expiration,
                 metadata,
+                write_id,
             })
         });
-    let delete = (namespace_strategy(), key_strategy())
-        .prop_map(|(namespace, key)| Op::Delete(DeleteRequest { namespace, key }));
+    let delete = (namespace_strategy(), key_strategy(), write_id_strategy()).prop_map(
+        |(namespace, key, write_id)| {
+            Op::Delete(DeleteRequest {
+                namespace,
+                key,
+                write_id,
+            })
+        },
+    );
     let list = (
         namespace_strategy(),
         text_strategy(200, 512),
@@ -482,14 +656,33 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
 }
 
 pub fn request_strategy() -> impl Strategy<Value = Request> {
-    (any::<u64>(), op_strategy()).prop_map(|(id, op)| Request {
+    (any::<u64>(), budget_strategy(), op_strategy()).prop_map(|(id, budget, op)| Request {
         id: RequestId(id),
+        budget,
         op,
     })
 }
 
 pub fn status_strategy() -> impl Strategy<Value = Status> {
     proptest::sample::select(Status::ALL)
+}
+
+pub fn error_source_strategy() -> impl Strategy<Value = ErrorSource> {
+    proptest::sample::select(ErrorSource::ALL)
+}
+
+/// Failures of every source, retryable or not, with messages up to the limit.
+pub fn failure_strategy() -> impl Strategy<Value = Failure> {
+    (
+        error_source_strategy(),
+        any::<bool>(),
+        text_strategy(1200, 4096),
+    )
+        .prop_map(|(source, retryable, message)| Failure {
+            source,
+            retryable,
+            message,
+        })
 }
 
 pub fn tier_strategy() -> impl Strategy<Value = Option<Tier>> {
@@ -535,10 +728,12 @@ pub fn body_strategy() -> impl Strategy<Value = Body> {
         .prop_map(|(keys, cursor)| Body::Page(ListPage { keys, cursor }));
     prop_oneof![
         Just(Body::Empty),
+        any::<u64>().prop_map(|version| Body::Deleted { version }),
         entry,
-        any::<u64>().prop_map(|version| Body::Written { version }),
+        (any::<u64>(), any::<bool>())
+            .prop_map(|(version, replayed)| Body::Written { version, replayed }),
         page,
-        text_strategy(1200, 4096).prop_map(|message| Body::Error { message }),
+        failure_strategy().prop_map(Body::Error),
     ]
 }
 

@@ -3,13 +3,26 @@
 //!
 //! A [`Link`] keeps one connection, which carries any number of concurrent
 //! request streams. When the connection closes (the peer restarted, or went
-//! quiet past the idle timeout) the next request dials again; concurrent
-//! requests share that one handshake.
+//! quiet past the idle timeout) the next request dials again. A dial runs on
+//! its own task, bounded by the link's connect timeout, and concurrent
+//! requests share it: a request that stops waiting for it (its budget ran
+//! out) does not stop it, so a dead peer is told from a slow request.
+//!
+//! A link remembers when it last failed (a dial that did not complete, or a
+//! connection lost mid-request) and counts as down for a while after:
+//! [`Link::is_down`]. A request that merely timed out does not count.
+//!
+//! A request waits for at most its own budget ([`Request::budget`]), which
+//! covers dialling too. Failures say whether the request had been sent in
+//! full: one that was may have been applied upstream.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use kv_proto::{Frame, FrameKind, ProtoError, Request, Response, decode_response};
 
 use super::frames::{FrameReadError, read_frame_body, write_frame};
@@ -22,7 +35,7 @@ use crate::tls::{TlsError, TlsIdentity};
 /// means the peer could not be reached or did not answer, so another peer may.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    /// The connection could not be set up.
+    /// The connection could not be set up; nothing was sent.
     #[error("cannot connect to {peer}: {message}")]
     Connect {
         /// The peer.
@@ -37,14 +50,19 @@ pub enum LinkError {
         peer: PeerAddr,
         /// The cause.
         message: String,
+        /// Whether the whole request had been sent.
+        sent: bool,
     },
-    /// No answer within the request timeout.
+    /// No answer within the request's budget. Not a sign that the peer is
+    /// down: it may be slow, or the budget small.
     #[error("no answer from {peer} within {timeout:?}")]
     Timeout {
         /// The peer.
         peer: PeerAddr,
-        /// The timeout.
+        /// The budget waited.
         timeout: Duration,
+        /// Whether the whole request had been sent.
+        sent: bool,
     },
     /// The peer answered with a frame that does not decode.
     #[error("bad response from {peer}: {source}")]
@@ -60,6 +78,21 @@ impl LinkError {
     /// Whether another attempt, against this peer or another, might succeed.
     pub fn is_retryable(&self) -> bool {
         !matches!(self, Self::Protocol { .. })
+    }
+
+    /// Whether the link itself failed (connect, handshake, reset, idle): the
+    /// only evidence that a peer is down. A timeout is not.
+    pub fn is_link_failure(&self) -> bool {
+        matches!(self, Self::Connect { .. } | Self::Stream { .. })
+    }
+
+    /// Whether the request may have reached the peer and been applied.
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            Self::Connect { .. } => false,
+            Self::Stream { sent, .. } | Self::Timeout { sent, .. } => *sent,
+            Self::Protocol { .. } => true,
+        }
     }
 }
 
@@ -88,20 +121,19 @@ impl Connector {
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         config.transport_config(transport.to_quinn());
         let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| TlsError::Write {
-            path: "udp socket".into(),
-            source: e,
-        })?;
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(ConnectorError::Bind)?;
         endpoint.set_default_client_config(config);
         Ok(Self { endpoint })
     }
 
-    /// A link to the peer at `addr`, which must present a certificate for `server_name`.
+    /// A link to the peer at `addr`, which must present a certificate for
+    /// `server_name`. `connect_timeout` bounds [`Link::connect`]; a request
+    /// waits for its own budget.
     pub fn link(
         &self,
         addr: impl Into<PeerAddr>,
         server_name: impl Into<String>,
-        timeout: Duration,
+        connect_timeout: Duration,
     ) -> Link {
         Link {
             inner: Arc::new(LinkInner {
@@ -109,9 +141,11 @@ impl Connector {
                 addr: addr.into(),
                 observer: OnceLock::new(),
                 server_name: server_name.into(),
-                timeout,
+                connect_timeout,
                 current: Mutex::new(None),
-                dialing: tokio::sync::Mutex::new(()),
+                dialing: Mutex::new(None),
+                down_until: Mutex::new(None),
+                down_for: Mutex::new(DEFAULT_DOWN_FOR),
             }),
         }
     }
@@ -123,15 +157,43 @@ pub struct Link {
     inner: Arc<LinkInner>,
 }
 
-#[derive(Debug)]
+/// How long a link counts as down after it failed, unless set otherwise.
+const DEFAULT_DOWN_FOR: Duration = Duration::from_secs(5);
+
+/// A dial in progress, shared by every request waiting for it.
+type Dial = Shared<BoxFuture<'static, Result<quinn::Connection, String>>>;
+
 struct LinkInner {
     endpoint: quinn::Endpoint,
     addr: PeerAddr,
     observer: OnceLock<Upstream>,
     server_name: String,
-    timeout: Duration,
+    connect_timeout: Duration,
     current: Mutex<Option<quinn::Connection>>,
-    dialing: tokio::sync::Mutex<()>,
+    dialing: Mutex<Option<Dial>>,
+    down_until: Mutex<Option<Instant>>,
+    down_for: Mutex<Duration>,
+}
+
+impl std::fmt::Debug for LinkInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkInner")
+            .field("addr", &self.addr)
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl LinkInner {
+    fn mark_down(&self, why: &str) {
+        let down_for = *locked(&self.down_for);
+        tracing::warn!(peer = %self.addr, why, ?down_for, "link failed; counting the peer as down");
+        *locked(&self.down_until) = Some(Instant::now() + down_for);
+    }
 }
 
 impl Link {
@@ -165,6 +227,18 @@ impl Link {
         });
     }
 
+    /// How long the link counts as down after a failure.
+    pub fn set_down_for(&self, down_for: Duration) {
+        *locked(&self.inner.down_for) = down_for;
+    }
+
+    /// Whether the link failed recently (a dial that did not complete, or a
+    /// connection lost mid-request): callers with a choice try other peers
+    /// first. A request that timed out does not make a link down.
+    pub fn is_down(&self) -> bool {
+        locked(&self.inner.down_until).is_some_and(|until| Instant::now() < until)
+    }
+
     /// The round-trip time QUIC measures on the open connection, if there is one.
     pub fn rtt(&self) -> Option<Duration> {
         self.open_connection().map(|c| c.rtt())
@@ -175,27 +249,34 @@ impl Link {
         self.open_connection().is_some()
     }
 
-    /// Ensures a connection is open, dialling within the link's timeout.
+    /// Ensures a connection is open, dialling within the connect timeout.
     pub async fn connect(&self) -> Result<(), LinkError> {
         let peer = self.inner.addr.clone();
-        let timeout = self.inner.timeout;
+        let timeout = self.inner.connect_timeout;
         tokio::time::timeout(timeout, self.connection())
             .await
-            .map_err(|_| LinkError::Timeout { peer, timeout })?
+            .map_err(|_| LinkError::Timeout {
+                peer,
+                timeout,
+                sent: false,
+            })?
             .map(drop)
     }
 
-    /// Sends `request` and waits for its response, within the link's timeout
-    /// (which covers dialling, when the link has to dial).
+    /// Sends `request` and waits for its response, within the request's
+    /// budget (which covers dialling, when the link has to dial). A request
+    /// with no budget left is not sent.
     pub async fn request(&self, request: &Request) -> Result<Response, LinkError> {
         let started = Instant::now();
-        let timeout = self.inner.timeout;
-        let result = tokio::time::timeout(timeout, self.request_inner(request))
+        let timeout = request.budget;
+        let sent = AtomicBool::new(false);
+        let result = tokio::time::timeout(timeout, self.request_inner(request, &sent))
             .await
             .unwrap_or_else(|_| {
                 Err(LinkError::Timeout {
                     peer: self.inner.addr.clone(),
                     timeout,
+                    sent: sent.load(Ordering::Relaxed),
                 })
             });
         if let Some(upstream) = self.inner.observer.get() {
@@ -209,28 +290,36 @@ impl Link {
         result
     }
 
-    async fn request_inner(&self, request: &Request) -> Result<Response, LinkError> {
+    async fn request_inner(
+        &self,
+        request: &Request,
+        sent: &AtomicBool,
+    ) -> Result<Response, LinkError> {
         let peer = &self.inner.addr;
         let stream_err = |e: &dyn std::fmt::Display| LinkError::Stream {
             peer: peer.clone(),
             message: e.to_string(),
+            sent: sent.load(Ordering::Relaxed),
         };
         let connection = self.connection().await?;
         let (mut send, mut recv) = match connection.open_bi().await {
             Ok(streams) => streams,
             // The cached connection died since it was checked: dial once more.
-            Err(_) => self
-                .redial(&connection)
-                .await?
-                .open_bi()
-                .await
-                .map_err(|e| stream_err(&e))?,
+            Err(_) => {
+                self.forget(&connection);
+                self.connection()
+                    .await?
+                    .open_bi()
+                    .await
+                    .map_err(|e| stream_err(&e))?
+            }
         };
         // A write refused part-way (the server stopped reading an oversized
         // request) still has an answer waiting, so read it either way.
         let written = write_frame(&mut send, &Frame::Request(request.clone())).await;
         if written.is_ok() {
             let _ = send.finish();
+            sent.store(true, Ordering::Relaxed);
         }
         let body = match read_frame_body(&mut recv, FrameKind::Response).await {
             Ok(body) => body,
@@ -241,6 +330,12 @@ impl Link {
                 });
             }
             Err(e) => {
+                // A lost connection (reset, idle timeout, peer gone) is a link
+                // failure; a stream the peer refused is not.
+                if let Some(reason) = connection.close_reason() {
+                    self.forget(&connection);
+                    self.inner.mark_down(&reason.to_string());
+                }
                 return Err(match written {
                     Err(write_err) => stream_err(&write_err),
                     Ok(()) => stream_err(&e),
@@ -269,44 +364,65 @@ impl Link {
         if let Some(connection) = self.open_connection() {
             return Ok(connection);
         }
-        let _dialing = self.inner.dialing.lock().await;
-        // Someone else may have dialled while we waited.
-        if let Some(connection) = self.open_connection() {
-            return Ok(connection);
-        }
-        self.dial().await
-    }
-
-    async fn redial(&self, dead: &quinn::Connection) -> Result<quinn::Connection, LinkError> {
-        let _dialing = self.inner.dialing.lock().await;
-        if let Some(connection) = self
-            .open_connection()
-            .filter(|c| c.stable_id() != dead.stable_id())
-        {
-            return Ok(connection);
-        }
-        self.dial().await
-    }
-
-    async fn dial(&self) -> Result<quinn::Connection, LinkError> {
-        let peer = &self.inner.addr;
-        let connect_err = |e: &dyn std::fmt::Display| LinkError::Connect {
-            peer: peer.clone(),
-            message: e.to_string(),
+        let dial = {
+            let mut dialing = locked(&self.inner.dialing);
+            match &*dialing {
+                Some(dial) => dial.clone(),
+                None => {
+                    let dial = tokio::spawn(dial(self.inner.clone()))
+                        .map(|joined| joined.unwrap_or_else(|e| Err(e.to_string())))
+                        .boxed()
+                        .shared();
+                    *dialing = Some(dial.clone());
+                    dial
+                }
+            }
         };
-        let addr = peer.resolve().await.map_err(|e| connect_err(&e))?;
-        let connecting = self
-            .inner
-            .endpoint
-            .connect(addr, &self.inner.server_name)
-            .map_err(|e| connect_err(&e))?;
-        let connection = connecting.await.map_err(|e| connect_err(&e))?;
-        tracing::debug!(%peer, %addr, "link connected");
-        *self
-            .inner
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(connection.clone());
-        Ok(connection)
+        dial.await.map_err(|message| LinkError::Connect {
+            peer: self.inner.addr.clone(),
+            message,
+        })
     }
+
+    /// Drops `dead` as the current connection, if it still is.
+    fn forget(&self, dead: &quinn::Connection) {
+        let mut current = locked(&self.inner.current);
+        if current
+            .as_ref()
+            .is_some_and(|c| c.stable_id() == dead.stable_id())
+        {
+            *current = None;
+        }
+    }
+}
+
+/// Dials the link's peer, within its connect timeout; on its own task, so
+/// that no request that stops waiting cancels it. A failure marks the link down.
+async fn dial(link: Arc<LinkInner>) -> Result<quinn::Connection, String> {
+    let attempt = async {
+        let addr = link.addr.resolve().await.map_err(|e| e.to_string())?;
+        let connecting = link
+            .endpoint
+            .connect(addr, &link.server_name)
+            .map_err(|e| e.to_string())?;
+        let connection = connecting.await.map_err(|e| e.to_string())?;
+        tracing::debug!(peer = %link.addr, %addr, "link connected");
+        Ok::<_, String>(connection)
+    };
+    let result = match tokio::time::timeout(link.connect_timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "handshake not complete within {:?}",
+            link.connect_timeout
+        )),
+    };
+    match &result {
+        Ok(connection) => {
+            *locked(&link.current) = Some(connection.clone());
+            *locked(&link.down_until) = None;
+        }
+        Err(message) => link.mark_down(message),
+    }
+    *locked(&link.dialing) = None;
+    result
 }

@@ -116,6 +116,29 @@ impl<'de> serde::Deserialize<'de> for PeerAddr {
     }
 }
 
+/// Deserializes a list of peers from a TOML list of `host:port` strings, or
+/// from one string of them separated by commas (so a field that used to hold
+/// one peer still reads its old value).
+pub fn deserialize_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<PeerAddr>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<PeerAddr>),
+    }
+    match <OneOrMany as serde::Deserialize>::deserialize(deserializer)? {
+        OneOrMany::Many(list) => Ok(list),
+        OneOrMany::One(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| t.parse().map_err(serde::de::Error::custom))
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

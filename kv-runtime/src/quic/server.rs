@@ -273,11 +273,25 @@ async fn serve_stream<H: Handler>(
                 answered_by = tracing::field::Empty,
                 status = tracing::field::Empty,
             );
-            let response = context
-                .handler
-                .handle(request)
-                .instrument(span.clone())
-                .await;
+            // A read whose caller gave up (it reset the stream, or stopped
+            // reading: its deadline passed) is dropped, and with it any
+            // upstream work no other reader waits on. A write runs to its
+            // end, bounded by its own deadline, so that its outcome is
+            // settled rather than cut off half-way.
+            let abandonable = matches!(request.op, kv_proto::Op::Get(_));
+            let handling = context.handler.handle(request).instrument(span.clone());
+            let response = if abandonable {
+                tokio::select! {
+                    response = handling => response,
+                    _ = send.stopped() => {
+                        span.in_scope(|| debug!("caller abandoned the read"));
+                        context.served.observe(op, Status::Timeout, started.elapsed());
+                        return;
+                    }
+                }
+            } else {
+                handling.await
+            };
             span.record("status", response.status.as_str());
             if let Some(tier) = response.tier {
                 span.record("answered_by", tier.as_str());

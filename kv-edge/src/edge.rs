@@ -12,14 +12,10 @@ use kv_runtime::deadline::Deadline;
 use kv_runtime::metrics::{AnsweredBy, CacheLookups, Metrics};
 use kv_runtime::singleflight::{Role, SingleFlight};
 use kv_runtime::time::{is_expired, unix_millis, unix_seconds};
+use kv_runtime::watermarks::Watermarks;
 
 use crate::hot::{HotCache, HotEntry, Lookup};
 use crate::upstream::Upstream;
-
-/// How long a write's version is remembered, so that reads through this
-/// edge never see anything older (read-your-writes) even for values too
-/// large for the hot cache, or after the hot entry is evicted.
-const RECENT_WRITES_TTL: Duration = Duration::from_secs(300);
 
 /// Why an edge operation failed: the error model every tier shares.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,7 +105,10 @@ pub struct Edge {
     upstream: Arc<Upstream>,
     default_cache_ttl: Duration,
     reads: SingleFlight<String, Response>,
-    recent_writes: moka::sync::Cache<String, u64>,
+    /// The highest version written or read through this edge of each recent
+    /// key: reads here never see anything older (read-your-writes, and no
+    /// going back), even for values too large for the hot cache.
+    recent_writes: Watermarks,
     stats: EdgeStats,
     lookups: CacheLookups,
     answered_by: AnsweredBy,
@@ -139,10 +138,7 @@ impl Edge {
             upstream: Arc::new(upstream),
             default_cache_ttl,
             reads: SingleFlight::new(),
-            recent_writes: moka::sync::Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(RECENT_WRITES_TTL)
-                .build(),
+            recent_writes: Watermarks::default(),
             stats: EdgeStats::default(),
             lookups: metrics.cache(Tier::Edge.as_str()),
             answered_by: metrics.answered_by(),
@@ -238,7 +234,7 @@ impl Edge {
             if let (Status::Ok, Body::Entry(entry)) = (response.status, &response.body)
                     && hot.admits(entry.value.len())
                     // A write that landed meanwhile has already cached something newer.
-                    && recent_writes.get(&ck).is_none_or(|w| entry.version >= w)
+                    && !recent_writes.is_behind(&ck, entry.version)
             {
                 let fresh_until_ms = fresh_until(ttl, entry.expiration);
                 hot.insert(
@@ -270,8 +266,12 @@ impl Edge {
         })?;
         let tier = response.tier.unwrap_or(Tier::Origin);
         match &response.body {
-            Body::Entry(entry) => self.raise_floor(&floor_key, entry.version),
-            Body::Deleted { version } => self.raise_floor(&floor_key, *version),
+            Body::Entry(entry) => {
+                self.recent_writes.raise(&floor_key, entry.version);
+            }
+            Body::Deleted { version } => {
+                self.recent_writes.raise(&floor_key, *version);
+            }
             _ => {}
         }
         let read = match (response.status, response.body) {
@@ -397,25 +397,11 @@ impl Edge {
         }
     }
 
-    /// Remembers a version written through this edge (see [`Edge::raise_floor`]);
-    /// reads already in flight may carry the old value, so later ones do not
-    /// join them.
+    /// Remembers a version written through this edge; reads already in
+    /// flight may carry the old value, so later ones do not join them.
     fn remember_write(&self, ck: &str, version: u64) {
-        self.raise_floor(ck, version);
+        self.recent_writes.raise(ck, version);
         self.reads.forget(&ck.to_string());
-    }
-
-    /// Raises the lowest version this edge will serve of a key to `version`:
-    /// no later read here returns anything older (versions never go
-    /// backwards on one edge, whichever node answers). Never lowers it: the
-    /// answer to a retried write carries its first, older, version.
-    fn raise_floor(&self, ck: &str, version: u64) {
-        self.recent_writes
-            .entry_by_ref(ck)
-            .and_compute_with(|known| match known {
-                Some(known) if *known.value() >= version => moka::ops::compute::Op::Nop,
-                _ => moka::ops::compute::Op::Put(version),
-            });
     }
 }
 

@@ -11,7 +11,7 @@
 
 use kv_proto::{Request, Response};
 use kv_runtime::deadline::Deadline;
-use kv_runtime::metrics::{Metrics, op_index};
+use kv_runtime::metrics::Metrics;
 use kv_runtime::quic::{Attempts, Peers};
 use prometheus::IntCounter;
 
@@ -60,10 +60,7 @@ impl Upstream {
         if answer.is_none() && !deadline.is_expired() {
             answer = attempts.send_to(&self.origins, routing_key).await;
         }
-        if attempts.sent() > 1 {
-            let extra = u64::try_from(attempts.sent() - 1).unwrap_or(u64::MAX);
-            self.failovers[op_index(request.op.name())].inc_by(extra);
-        }
+        attempts.count_failovers(&self.failovers);
         answer.unwrap_or_else(|| attempts.failure())
     }
 

@@ -538,12 +538,7 @@ async fn with_no_tier_reachable_the_edge_answers_503_once_every_dial_failed() {
     .await;
     let addr = edge.addr;
     let http = reqwest::Client::new();
-    for (method, path) in [
-        ("GET", "/v1/app/k"),
-        ("PUT", "/v1/app/k"),
-        ("DELETE", "/v1/app/k"),
-        ("GET", "/v1/app"),
-    ] {
+    for (method, path) in EVERY_OPERATION {
         let r = http
             .request(method.parse().unwrap(), format!("http://{addr}{path}"))
             .body("x")
@@ -602,12 +597,7 @@ async fn a_request_whose_deadline_passes_first_answers_504_by_its_deadline() {
     .await;
     let addr = edge.addr;
     let http = reqwest::Client::new();
-    for (method, path) in [
-        ("GET", "/v1/app/k"),
-        ("PUT", "/v1/app/k"),
-        ("DELETE", "/v1/app/k"),
-        ("GET", "/v1/app"),
-    ] {
+    for (method, path) in EVERY_OPERATION {
         let started = std::time::Instant::now();
         let r = http
             .request(method.parse().unwrap(), format!("http://{addr}{path}"))
@@ -630,6 +620,14 @@ async fn a_request_whose_deadline_passes_first_answers_504_by_its_deadline() {
     }
     edge.stop().await;
 }
+
+/// One request of each operation: read, write, delete, list.
+const EVERY_OPERATION: [(&str, &str); 4] = [
+    ("GET", "/v1/app/k"),
+    ("PUT", "/v1/app/k"),
+    ("DELETE", "/v1/app/k"),
+    ("GET", "/v1/app"),
+];
 
 /// A loopback UDP port with nothing listening: QUIC dials to it never finish.
 fn closed_udp_port() -> SocketAddr {

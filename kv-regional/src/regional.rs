@@ -10,18 +10,16 @@ use kv_proto::{
     Response, Status, Tier,
 };
 use kv_runtime::deadline::Deadline;
-use kv_runtime::metrics::{CacheLookups, Metrics, op_index};
+use kv_runtime::metrics::{CacheLookups, Metrics};
 use kv_runtime::quic::{Attempts, Handler, Peers};
 use kv_runtime::singleflight::{Role, SingleFlight};
 use kv_runtime::time::{is_expired, unix_millis, unix_seconds};
+use kv_runtime::watermarks::Watermarks;
 use prometheus::IntCounter;
 
 use crate::cache::{RegionalCache, cache_key};
 use crate::cached::Cached;
 
-/// How long a written version is remembered, to refuse older copies that a
-/// read racing with the write could otherwise put in the cache.
-const RECENT_WRITES_TTL: Duration = Duration::from_secs(300);
 /// How often a fill retries when the origin keeps returning a copy older
 /// than a write this node has seen acknowledged.
 const STALE_FILL_RETRIES: usize = 3;
@@ -73,7 +71,9 @@ pub struct Regional {
     origins: Arc<Origins>,
     fills: SingleFlight<String, Result<Cached, FillError>>,
     freshness: Freshness,
-    recent_writes: moka::sync::Cache<String, u64>,
+    /// The highest version seen of each recent key, written or filled: no
+    /// older copy is cached or served.
+    recent_writes: Watermarks,
     stats: Arc<RegionalStats>,
     memory: CacheLookups,
     disk: CacheLookups,
@@ -102,10 +102,7 @@ impl Regional {
             }),
             fills: SingleFlight::new(),
             freshness,
-            recent_writes: moka::sync::Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(RECENT_WRITES_TTL)
-                .build(),
+            recent_writes: Watermarks::default(),
             stats: Arc::default(),
             memory: metrics.cache(Tier::RegionalMemory.as_str()),
             disk: metrics.cache(Tier::RegionalDisk.as_str()),
@@ -216,7 +213,7 @@ impl Regional {
                 // Filled before the flight ends, so a read that arrives just
                 // after finds it cached rather than starting another fill;
                 // unless a write meanwhile made something newer known.
-                if raise_watermark(&watermarks, &key, cached.version) {
+                if watermarks.raise(&key, cached.version) {
                     cache.insert(key, cached.clone());
                 }
                 Ok(cached)
@@ -240,21 +237,14 @@ impl Regional {
     }
 
     /// Whether a cached answer may be served.
-    fn is_fresh(&self, cached: &Cached, key: &String, min_version: Option<u64>) -> bool {
+    fn is_fresh(&self, cached: &Cached, key: &str, min_version: Option<u64>) -> bool {
         if cached.fresh_until_ms <= unix_millis() {
             return false;
         }
         if min_version.is_some_and(|min| cached.version < min) {
             return false;
         }
-        if self
-            .recent_writes
-            .get(key)
-            .is_some_and(|written| cached.version < written)
-        {
-            return false;
-        }
-        true
+        !self.recent_writes.is_behind(key, cached.version)
     }
 
     /// Caches what an acknowledged PUT wrote, unless something newer is known.
@@ -307,7 +297,7 @@ impl Regional {
             return None;
         };
         let key = cache_key(namespace, key);
-        let newest = raise_watermark(&self.recent_writes, &key, *version);
+        let newest = self.recent_writes.raise(&key, *version);
         // Fills already in flight may carry the old copy; later reads must not join them.
         self.fills.forget(&key);
         let cached_newer = self
@@ -317,22 +307,6 @@ impl Regional {
             .is_some_and(|cached| cached.value().version > *version);
         (newest && !replayed && !cached_newer).then_some(*version)
     }
-}
-
-/// Raises `key`'s watermark to `version`, and says whether `version` is the
-/// newest the node knows of. A watermark never goes down.
-fn raise_watermark(watermarks: &moka::sync::Cache<String, u64>, key: &str, version: u64) -> bool {
-    let mut newest = true;
-    watermarks
-        .entry_by_ref(key)
-        .and_compute_with(|known| match known {
-            Some(known) if *known.value() > version => {
-                newest = false;
-                moka::ops::compute::Op::Nop
-            }
-            _ => moka::ops::compute::Op::Put(version),
-        });
-    newest
 }
 
 /// The origin processes, any of which can serve any key.
@@ -352,10 +326,7 @@ impl Origins {
         };
         let mut attempts = Attempts::new(request, *deadline);
         let answer = attempts.send_to(&self.peers, &routing_key).await;
-        if attempts.sent() > 1 {
-            let extra = u64::try_from(attempts.sent() - 1).unwrap_or(u64::MAX);
-            self.failovers[op_index(request.op.name())].inc_by(extra);
-        }
+        attempts.count_failovers(&self.failovers);
         answer.unwrap_or_else(|| {
             let failure = attempts.failure();
             tracing::warn!(status = %failure.status, message = failure.message().unwrap_or_default(), "no origin answered");
@@ -401,7 +372,7 @@ async fn fill_from_origin(
     deadline: Deadline,
     request: GetRequest,
     freshness: Freshness,
-    (recent_writes, key): (moka::sync::Cache<String, u64>, String),
+    (recent_writes, key): (Watermarks, String),
     stats: Arc<RegionalStats>,
 ) -> Result<Cached, FillError> {
     let ttl = request
@@ -446,9 +417,7 @@ async fn fill_from_origin(
             }
             _ => return Err(FillError(response)),
         };
-        let stale = recent_writes
-            .get(&key)
-            .is_some_and(|written| cached.version < written);
+        let stale = recent_writes.is_behind(&key, cached.version);
         if !stale || attempt >= STALE_FILL_RETRIES {
             return Ok(cached);
         }

@@ -19,6 +19,7 @@
 //! - [`telemetry`]: `tracing` subscriber set-up (`RUST_LOG`, text or JSON).
 //! - [`shutdown`]: a future that resolves on SIGINT or SIGTERM.
 //! - [`time`]: wall-clock helpers in unix seconds and milliseconds.
+//! - [`watermarks`]: the highest version seen of each recent key, which only rises.
 
 pub mod cli;
 pub mod config;
@@ -32,3 +33,4 @@ pub mod singleflight;
 pub mod telemetry;
 pub mod time;
 pub mod tls;
+pub mod watermarks;

@@ -192,16 +192,7 @@ impl CommonArgs {
     /// Refuses output paths that could only fail after the run.
     fn check_outputs(&self) -> anyhow::Result<()> {
         for path in [&self.json, &self.csv, &self.plot].into_iter().flatten() {
-            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-            if let Some(dir) = parent
-                && !dir.is_dir()
-            {
-                anyhow::bail!(
-                    "cannot write {}: no directory {}",
-                    path.display(),
-                    dir.display()
-                );
-            }
+            check_writable(path)?;
         }
         if let Some(plot) = &self.plot {
             let extension = plot
@@ -330,22 +321,29 @@ async fn run_run(args: RunArgs) -> anyhow::Result<()> {
     args.common.write_outputs(&report)
 }
 
+/// Refuses an output path whose directory does not exist: it could only
+/// fail after the run.
+fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = parent
+        && !dir.is_dir()
+    {
+        anyhow::bail!(
+            "cannot write {}: no directory {}",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 async fn run_chaos(args: ChaosArgs) -> anyhow::Result<()> {
     // The report may go into the run directory.
     if let Some(dir) = &args.dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     if let Some(path) = &args.json {
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-        if let Some(dir) = parent
-            && !dir.is_dir()
-        {
-            anyhow::bail!(
-                "cannot write {}: no directory {}",
-                path.display(),
-                dir.display()
-            );
-        }
+        check_writable(path)?;
     }
     // Ctrl-C drops the campaign, which kills every process it started.
     let campaign = tokio::select! {

@@ -119,6 +119,16 @@ impl<'a> Attempts<'a> {
         self.sent
     }
 
+    /// Counts every send after the first as a failover of the request's
+    /// operation; `failovers` holds one counter per operation, in
+    /// [`crate::metrics::OPS`] order ([`crate::metrics::Metrics::failovers`]).
+    pub fn count_failovers(&self, failovers: &[prometheus::IntCounter; 5]) {
+        if self.sent > 1 {
+            let extra = u64::try_from(self.sent - 1).unwrap_or(u64::MAX);
+            failovers[crate::metrics::op_index(self.request.op.name())].inc_by(extra);
+        }
+    }
+
     /// Sends the request to each of `peers` in `routing_key`'s order until
     /// one answers with something other than a retryable failure, and
     /// returns that answer. `None` when none did, or the deadline ran out

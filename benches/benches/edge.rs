@@ -21,7 +21,7 @@ async fn library_hit(edge: &Edge, namespace: &Namespace, key: &Key) {
             Deadline::after(Duration::from_secs(2)),
             namespace.clone(),
             key.clone(),
-            None,
+            kv_edge::ReadOptions::default(),
         )
         .await
         .expect("answered");

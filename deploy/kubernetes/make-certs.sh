@@ -27,7 +27,7 @@ cat > node.ext <<EXT
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth,clientAuth
-subjectAltName=DNS:localhost,DNS:origin,DNS:origin.${ns}.svc,DNS:origin.${ns}.svc.cluster.local,DNS:regional,DNS:regional.${ns}.svc,DNS:*.regional.${ns}.svc,DNS:*.regional.${ns}.svc.cluster.local,DNS:edge,DNS:edge.${ns}.svc
+subjectAltName=DNS:localhost,DNS:origin,DNS:origin.${ns}.svc,DNS:origin.${ns}.svc.cluster.local,DNS:*.origin.${ns}.svc,DNS:*.origin.${ns}.svc.cluster.local,DNS:regional,DNS:regional.${ns}.svc,DNS:*.regional.${ns}.svc,DNS:*.regional.${ns}.svc.cluster.local,DNS:edge,DNS:edge.${ns}.svc
 EXT
 openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -sha256 -days 825 \
   -extfile node.ext -out node.pem

@@ -1,16 +1,18 @@
 //! Every dashboard panel and every rule, evaluated by a real Prometheus that
-//! scrapes a real stack under load: each expression must return data, so no
-//! dashboard or alert can refer to a series the binaries do not export.
+//! scrapes a real stack under load: each expression, and each series
+//! selector in it, must return data, so no dashboard or alert can refer to a
+//! series the binaries do not export. Every series they export is documented
+//! in docs/metrics.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Prometheus, Stack, StackOptions, repo_root, scrape_job};
+use support::{Prometheus, Stack, StackOptions, repo_root, scrape, scrape_job};
 
 /// Every dashboard JSON file.
 fn dashboards() -> Vec<PathBuf> {
@@ -135,6 +137,72 @@ fn with_bool_comparisons(expr: &str) -> String {
         i += 1;
     }
     out
+}
+
+/// Names of the series tierkv's processes export (and recording rules).
+const SERIES_PREFIXES: [&str; 4] = ["tierkv_", "tierkv:", "foyer_", "process_"];
+
+/// The vector selectors of `expr` whose metric names are tierkv's, foyer's,
+/// the process's or a recording rule's: each name with its `{...}` matchers.
+fn selectors(expr: &str) -> Vec<String> {
+    let bytes = expr.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':';
+    let mut out = Vec::new();
+    let (mut i, mut quoted) = (0, false);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quoted => i += 1,
+            b'"' => quoted = !quoted,
+            _ if !quoted
+                && (i == 0 || !word(bytes[i - 1]))
+                && SERIES_PREFIXES.iter().any(|p| expr[i..].starts_with(p)) =>
+            {
+                let mut end = i + expr[i..]
+                    .bytes()
+                    .position(|c| !word(c))
+                    .unwrap_or(expr.len() - i);
+                if bytes.get(end) == Some(&b'{') {
+                    let mut in_value = false;
+                    end += 1;
+                    while end < bytes.len() && (in_value || bytes[end] != b'}') {
+                        match bytes[end] {
+                            b'\\' if in_value => end += 1,
+                            b'"' => in_value = !in_value,
+                            _ => {}
+                        }
+                        end += 1;
+                    }
+                    end = (end + 1).min(bytes.len());
+                }
+                out.push(expr[i..end].to_string());
+                i = end;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn selectors_are_found_outside_strings() {
+    assert_eq!(
+        selectors(concat!(
+            r#"sum by (tier, le) (rate(tierkv_feed_lag_seconds_bucket{tier=~"regional|edge",x="}"}[5m]))"#,
+            " / ignoring (tier) tierkv:edge_hit_ratio:rate5m and on () process_open_fds == 0",
+        )),
+        [
+            r#"tierkv_feed_lag_seconds_bucket{tier=~"regional|edge",x="}"}"#,
+            "tierkv:edge_hit_ratio:rate5m",
+            "process_open_fds",
+        ]
+    );
+    assert_eq!(
+        selectors(r#"foyer_hybrid_op_total{name="regional", op="tierkv_x"}"#),
+        [r#"foyer_hybrid_op_total{name="regional", op="tierkv_x"}"#]
+    );
+    assert!(selectors(r#"sum by (tier) (x{tier="tierkv_edge"})"#).is_empty());
 }
 
 #[test]
@@ -274,16 +342,19 @@ async fn every_dashboard_panel_and_rule_returns_data_from_a_live_stack() {
         edge_cache_ttl_secs: 2,
         ..StackOptions::default()
     });
-    let scrape = [
+    let scrape_configs = [
         scrape_job("tierkv-edge", &[stack.edge_http]),
         scrape_job("tierkv-regional", &stack.regional_metrics),
-        scrape_job("tierkv-origin", &[stack.origin_metrics]),
+        scrape_job("tierkv-origin", &stack.origin_metrics),
     ]
     .concat();
     let rules = repo_root().join("deploy/prometheus/rules.yml");
-    let prometheus = Prometheus::start(&scrape, &[rules]);
+    let prometheus = Prometheus::start(&scrape_configs, &[rules]);
     let client = reqwest::Client::new();
 
+    // Every regional node follows both origins' change feeds, and the edge
+    // both regional nodes': the writes below reach every cache that way.
+    stack.wait_for_feeds(&client).await;
     drive_load(&client, &stack, Duration::from_secs(8)).await;
 
     // Then the object store dies: writes and cold reads fail at every tier.
@@ -303,6 +374,27 @@ async fn every_dashboard_panel_and_rule_returns_data_from_a_live_stack() {
             .unwrap();
         assert_eq!(read.status(), 503, "a cold read with no object store");
     }
+    // A cached key outlives the store: once its copies are past their TTL
+    // (2 s here), they are served stale (stale-if-error) rather than failing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let read = client.get(stack.url("/v1/app/key-1")).send().await.unwrap();
+        let status = read.status();
+        let cache = read.headers().get("kv-cache-status").cloned();
+        if status == 200 && cache.as_ref().is_some_and(|c| c == "stale") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no stale answer of a cached key with the store gone: last {status}, {cache:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And one origin dies: the regional nodes stop following its feed.
+    let live_origin = stack.origin_peers[0].clone();
+    let dead_origin = stack.origin_peers[1].clone();
+    stack.origins[1].kill();
+    let regionals = stack.regional_metrics.len();
 
     // Every target up and the errors scraped; then every expression must
     // return data. Recording rules need a few evaluations, so retry until a
@@ -320,6 +412,7 @@ async fn every_dashboard_panel_and_rule_returns_data_from_a_live_stack() {
         expressions.len()
     );
     let mut failures: BTreeMap<String, String>;
+    let mut selector_count;
     loop {
         failures = BTreeMap::new();
         let rules = loaded_rules(&client, &prometheus.url).await;
@@ -351,6 +444,39 @@ async fn every_dashboard_panel_and_rule_returns_data_from_a_live_stack() {
             "edge failovers scraped".into(),
             r#"tierkv_failovers_total{tier="edge"} > 0"#.into(),
         ));
+        // The change feed and freshness, as the new panels and alerts see them.
+        all.push((
+            "every regional node lost the dead origin's feed".into(),
+            format!(
+                r#"count(tierkv_feed_connected{{tier="regional", peer="{dead_origin}"}} == 0) == {regionals}"#
+            ),
+        ));
+        all.push((
+            "every regional node still follows the live origin's feed".into(),
+            format!(
+                r#"count(tierkv_feed_connected{{tier="regional", peer="{live_origin}"}} == 1) == {regionals}"#
+            ),
+        ));
+        all.push((
+            "changes applied at the regional and edge tiers".into(),
+            r#"count(sum by (tier) (tierkv_feed_lag_seconds_count{tier=~"regional|edge"}) > 0) == 2"#
+                .into(),
+        ));
+        all.push((
+            "stale answers scraped".into(),
+            r#"sum(tierkv_cache_status_total{status="stale"}) > 0"#.into(),
+        ));
+        all.push((
+            "background refreshes scraped".into(),
+            "sum(tierkv_refreshes_total) > 0".into(),
+        ));
+        // Each series selector on its own: `A or B`, `X == 0` and the like
+        // must not hide a selector that matches nothing.
+        let selected: BTreeSet<String> = all.iter().flat_map(|(_, q)| selectors(q)).collect();
+        selector_count = selected.len();
+        for selector in selected {
+            all.push((format!("selector {selector}"), selector));
+        }
         for (place, query) in all {
             match has_data(&client, &prometheus.url, &query).await {
                 Ok(true) => {}
@@ -368,7 +494,7 @@ async fn every_dashboard_panel_and_rule_returns_data_from_a_live_stack() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     eprintln!(
-        "evaluated {} dashboard expressions and every rule; {} returned no data",
+        "evaluated {} dashboard expressions, every rule and {selector_count} selectors; {} returned no data",
         expressions.len(),
         failures.len()
     );
@@ -383,5 +509,46 @@ async fn every_dashboard_panel_and_rule_returns_data_from_a_live_stack() {
             .join("\n"),
         prometheus.log()
     );
+    every_exported_family_is_documented(&client, &stack).await;
     stack.edge.kill();
+}
+
+/// Every `tierkv_*` metric family the live processes export has its row in
+/// docs/metrics.md's series table, with the type it is exported as.
+async fn every_exported_family_is_documented(client: &reqwest::Client, stack: &Stack) {
+    let docs = std::fs::read_to_string(repo_root().join("docs/metrics.md")).unwrap();
+    let mut families = BTreeMap::new();
+    // The dead origin's families are the live one's.
+    for (name, addr) in stack.metrics_targets() {
+        if name == stack.origins[1].name {
+            continue;
+        }
+        for line in scrape(client, addr).await.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ")
+                && let Some((family, kind)) = rest.split_once(' ')
+                && family.starts_with("tierkv_")
+            {
+                families.insert(family.to_string(), kind.to_string());
+            }
+        }
+    }
+    assert!(
+        families.contains_key("tierkv_feed_lag_seconds")
+            && families.contains_key("tierkv_cache_status_total"),
+        "the feed and freshness families are exported: {families:?}"
+    );
+    let undocumented: Vec<String> = families
+        .iter()
+        .filter(|(family, kind)| {
+            !docs
+                .lines()
+                .any(|l| l.starts_with(&format!("| `{family}` | {kind}")))
+        })
+        .map(|(family, kind)| format!("{family} ({kind})"))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "exported but not in docs/metrics.md's series table with their type:\n{}",
+        undocumented.join("\n")
+    );
 }

@@ -187,3 +187,88 @@ fn manifests_pass_only_flags_and_variables_the_binaries_know() {
 
 /// Flags in the manifests that belong to the third-party containers.
 const OTHER_PROGRAMS_FLAGS: &[&str] = &["--console-address", "--config", "--web", "--storage"];
+
+/// The values of every `--flag=a,b` (comma-separated) in `text`.
+fn flag_lists(text: &str, flag: &str) -> Vec<BTreeSet<String>> {
+    let prefix = format!("{flag}=");
+    text.lines()
+        .filter_map(|l| l.trim().trim_start_matches("- ").strip_prefix(&prefix))
+        .map(|v| v.split(',').map(|p| p.trim().to_string()).collect())
+        .collect()
+}
+
+/// The compose command list that runs `binary`: its lines from `- binary`
+/// to the end of the list.
+fn command_of(compose: &str, binary: &str) -> String {
+    compose
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| *l != format!("- {binary}"))
+        .take_while(|l| l.starts_with("- "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The port of `--flag=HOST:PORT` in the command that runs `binary`.
+fn port_of(compose: &str, binary: &str, flag: &str) -> String {
+    flag_lists(&command_of(compose, binary), flag)
+        .first()
+        .and_then(|v| v.first()?.rsplit_once(':').map(|(_, p)| p.to_string()))
+        .unwrap_or_else(|| panic!("{binary}: no {flag}"))
+}
+
+/// Compose lists every origin in each regional node's and edge's
+/// `--origins` (a regional node follows the change feed of each origin it
+/// lists, and each origin publishes only its own writes), every regional
+/// node in each edge's `--regionals`, and Prometheus scrapes them all.
+#[test]
+fn compose_lists_every_origin_and_regional_node() {
+    let deploy = repo_root().join("deploy");
+    let compose = std::fs::read_to_string(deploy.join("docker-compose.yml")).unwrap();
+    let prometheus = std::fs::read_to_string(deploy.join("prometheus/prometheus.yml")).unwrap();
+    // Services: the keys indented once under `services:`.
+    let services: Vec<&str> = compose
+        .lines()
+        .skip_while(|l| *l != "services:")
+        .take_while(|l| l.is_empty() || l.starts_with(' ') || *l == "services:")
+        .filter_map(|l| l.strip_prefix("  ")?.strip_suffix(':'))
+        .filter(|name| !name.starts_with([' ', '#']))
+        .collect();
+    let named = |prefix: &str| -> Vec<&str> {
+        services
+            .iter()
+            .copied()
+            .filter(|s| s.starts_with(prefix))
+            .collect()
+    };
+    let (origins, regionals) = (named("origin-"), named("regional-"));
+    assert!(
+        origins.len() >= 2,
+        "compose runs several origins: {services:?}"
+    );
+    assert!(
+        !regionals.is_empty(),
+        "compose runs regional nodes: {services:?}"
+    );
+    let peers = |names: &[&str], binary| -> BTreeSet<String> {
+        let port = port_of(&compose, binary, "--listen");
+        names.iter().map(|n| format!("{n}:{port}")).collect()
+    };
+    for (binary, flag, expected) in [
+        ("kv-regional", "--origins", peers(&origins, "kv-origin")),
+        ("kv-edge", "--origins", peers(&origins, "kv-origin")),
+        ("kv-edge", "--regionals", peers(&regionals, "kv-regional")),
+    ] {
+        let lists = flag_lists(&command_of(&compose, binary), flag);
+        assert_eq!(lists, [expected], "{binary} {flag} must name every node");
+    }
+    for (names, binary) in [(&origins, "kv-origin"), (&regionals, "kv-regional")] {
+        let port = port_of(&compose, binary, "--metrics");
+        for name in names {
+            assert!(
+                prometheus.contains(&format!("'{name}:{port}'")),
+                "prometheus.yml does not scrape {name}:{port}"
+            );
+        }
+    }
+}

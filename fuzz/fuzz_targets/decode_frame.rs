@@ -1,7 +1,8 @@
 //! Feeds arbitrary bytes to every kv-proto decoder: `decode_frame` in a loop,
 //! as a stream, and `decode_request` / `decode_response` /
-//! `decode_invalidation` on the whole input. Anything decoded must re-encode
-//! to the same bytes and decode again to an equal frame.
+//! `decode_feed_event` / `decode_subscribe` on the whole input. Anything
+//! decoded must re-encode to the same bytes and decode again to an equal
+//! frame.
 //!
 //! The checks live in `kv_proto::fuzzing::check_decoder`, shared with the
 //! corpus replay test in `kv-proto/tests/fuzz_corpus.rs`.

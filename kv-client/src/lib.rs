@@ -43,6 +43,15 @@
 //! a write at most once and answers a retry with the first version, so a
 //! write whose answer was lost (`outcome_unknown`) is safe to retry.
 //!
+//! # Read-your-writes
+//!
+//! A client remembers the version of each write it made (its [`Session`]),
+//! and its reads of those keys ask the edge for that version or newer
+//! (`kv-min-version`). Any edge honours it, so a write is read back from any
+//! edge; share one session between the clients of several edges with
+//! [`Client::with_session`]. An edge that cannot provide the version in
+//! time answers `version_unavailable`, which is retried.
+//!
 //! # Layout
 //!
 //! Everything is in this file: [`Client`] and its options, the returned
@@ -264,6 +273,55 @@ struct ErrorDetail {
     retryable: Option<bool>,
 }
 
+/// How many keys a session remembers, and for how long: past the longest
+/// cache TTL an edge allows, every edge has the write anyway.
+const SESSION_KEYS: u64 = 100_000;
+const SESSION_TTL: Duration = Duration::from_secs(3600);
+
+/// The versions a client's writes got, so that its later reads of those
+/// keys ask for them or newer. Cheap to clone; clones share the versions.
+#[derive(Debug, Clone)]
+pub struct Session {
+    written: moka::sync::Cache<String, u64>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self {
+            written: moka::sync::Cache::builder()
+                .max_capacity(SESSION_KEYS)
+                .time_to_live(SESSION_TTL)
+                .build(),
+        }
+    }
+}
+
+impl Session {
+    /// An empty session.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The newest version this session wrote of a key, if it remembers one.
+    pub fn version_of(&self, namespace: &str, key: &str) -> Option<u64> {
+        self.written.get(&session_key(namespace, key))
+    }
+
+    /// Remembers that a write of the key got `version` (the newest wins).
+    pub fn record(&self, namespace: &str, key: &str, version: u64) {
+        self.written
+            .entry(session_key(namespace, key))
+            .and_compute_with(|known| match known {
+                Some(known) if *known.value() >= version => moka::ops::compute::Op::Nop,
+                _ => moka::ops::compute::Op::Put(version),
+            });
+    }
+}
+
+fn session_key(namespace: &str, key: &str) -> String {
+    format!("{namespace}/{key}")
+}
+
 /// A client of one tierkv edge.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -271,6 +329,7 @@ pub struct Client {
     base: String,
     retry: RetryPolicy,
     retries: Arc<AtomicU64>,
+    session: Session,
 }
 
 impl Client {
@@ -291,7 +350,20 @@ impl Client {
             base: base.to_string(),
             retry: RetryPolicy::default(),
             retries: Arc::default(),
+            session: Session::default(),
         })
+    }
+
+    /// The same client, remembering its writes in `session` (which other
+    /// clients, of other edges, may share).
+    pub fn with_session(mut self, session: Session) -> Self {
+        self.session = session;
+        self
+    }
+
+    /// The versions this client's writes got.
+    pub fn session(&self) -> &Session {
+        &self.session
     }
 
     /// The same client with another retry policy.
@@ -353,7 +425,11 @@ impl Client {
     }
 
     async fn get_once(&self, namespace: &str, key: &str) -> Result<Option<Value>, Error> {
-        let response = self.http.get(self.key_url(namespace, key)).send().await?;
+        let mut request = self.http.get(self.key_url(namespace, key));
+        if let Some(version) = self.session.version_of(namespace, key) {
+            request = request.header("kv-min-version", version);
+        }
+        let response = request.send().await?;
         if response.status() == StatusCode::NOT_FOUND {
             // A missing key and an unknown route are both 404: tell them apart.
             let body: Option<ErrorBody> = response.json().await.ok();
@@ -447,6 +523,7 @@ impl Client {
                 .json()
                 .await
                 .map_err(|e| Error::Decode(e.to_string()))?;
+            self.session.record(namespace, key, written.version);
             Ok(written.version)
         })
         .await
@@ -463,12 +540,14 @@ impl Client {
                 .delete(&url)
                 .header("idempotency-key", &idempotency_key);
             let response = check(request.send().await?).await?;
-            response
+            let version = response
                 .headers()
                 .get("kv-version")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok())
-                .ok_or_else(|| Error::Decode("delete answered without kv-version".into()))
+                .ok_or_else(|| Error::Decode("delete answered without kv-version".into()))?;
+            self.session.record(namespace, key, version);
+            Ok(version)
         })
         .await
     }

@@ -152,21 +152,22 @@ async fn errors_are_typed() {
     assert!(!err.is_outcome_unknown(), "{err:?}");
 }
 
-/// A proxy in front of the edge that passes every request on, but answers
-/// the first `lose` writes (PUT or DELETE) with a bare 502, as a proxy whose
-/// connection to the edge broke after sending: the edge applied them, and
-/// the client never heard.
-async fn lossy_proxy(
-    edge: std::net::SocketAddr,
-    lose: usize,
-) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+/// A proxy in front of the edge that passes every request on. `after`
+/// sees each request's method and headers once the edge has answered it,
+/// and may replace the answer with a bare status.
+async fn proxy<F>(edge: std::net::SocketAddr, after: F) -> std::net::SocketAddr
+where
+    F: Fn(&axum::http::Method, &axum::http::HeaderMap) -> Option<axum::http::StatusCode>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
     use axum::extract::Request;
     use axum::response::IntoResponse;
-    let seen = Arc::new(AtomicUsize::new(0));
     let forward = reqwest::Client::new();
-    let writes = seen.clone();
     let app = axum::Router::new().fallback(move |request: Request| {
-        let (forward, writes) = (forward.clone(), writes.clone());
+        let (forward, after) = (forward.clone(), after.clone());
         async move {
             let (parts, body) = request.into_parts();
             let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
@@ -178,14 +179,11 @@ async fn lossy_proxy(
                 }
             }
             let answer = outgoing.send().await.unwrap();
-            let is_write = parts.method == "PUT" || parts.method == "DELETE";
-            if is_write && writes.fetch_add(1, Ordering::SeqCst) < lose {
-                return axum::http::StatusCode::BAD_GATEWAY.into_response();
+            if let Some(status) = after(&parts.method, &parts.headers) {
+                return status.into_response();
             }
-            let status = answer.status();
-            let headers = answer.headers().clone();
-            let bytes = answer.bytes().await.unwrap();
-            let mut response = (status, bytes).into_response();
+            let (status, headers) = (answer.status(), answer.headers().clone());
+            let mut response = (status, answer.bytes().await.unwrap()).into_response();
             *response.headers_mut() = headers;
             response
         }
@@ -193,6 +191,24 @@ async fn lossy_proxy(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// A proxy that answers the first `lose` writes (PUT or DELETE) with a bare
+/// 502, as a proxy whose connection to the edge broke after sending: the
+/// edge applied them, and the client never heard.
+async fn lossy_proxy(
+    edge: std::net::SocketAddr,
+    lose: usize,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let writes = seen.clone();
+    let addr = proxy(edge, move |method, _| {
+        let is_write = method == "PUT" || method == "DELETE";
+        (is_write && writes.fetch_add(1, Ordering::SeqCst) < lose)
+            .then_some(axum::http::StatusCode::BAD_GATEWAY)
+    })
+    .await;
     (addr, seen)
 }
 
@@ -245,5 +261,60 @@ async fn a_write_whose_answer_was_lost_is_retried_and_applied_once() {
         .with_retry_policy(RetryPolicy::none());
     let err = once.put("app", "k", "x").await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
+    stack.stop().await;
+}
+
+/// A proxy that records the `kv-min-version` of each GET.
+async fn min_version_recorder(
+    edge: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    Arc<std::sync::Mutex<Vec<Option<u64>>>>,
+) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let addr = proxy(edge, move |method, headers| {
+        if method == "GET" {
+            let min = headers
+                .get("kv-min-version")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            record.lock().unwrap().push(min);
+        }
+        None
+    })
+    .await;
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_a_sessions_own_writes_ask_for_their_versions() {
+    let (_dir, stack, _) = start().await;
+    let (proxy, seen) = min_version_recorder(stack.http).await;
+    let kv = Client::new(&format!("http://{proxy}")).unwrap();
+    let v1 = kv.put("app", "mine", "a").await.unwrap();
+    assert_eq!(
+        kv.get("app", "mine").await.unwrap().as_deref(),
+        Some(&b"a"[..])
+    );
+    assert_eq!(kv.get("app", "other").await.unwrap(), None);
+    let deleted = kv.delete("app", "mine").await.unwrap();
+    assert_eq!(kv.get("app", "mine").await.unwrap(), None);
+    assert_eq!(kv.session().version_of("app", "mine"), Some(deleted));
+    // The newest version wins: an older one recorded late changes nothing.
+    kv.session().record("app", "mine", v1);
+    assert_eq!(kv.session().version_of("app", "mine"), Some(deleted));
+
+    // A client of another edge (here, the same one through a second proxy)
+    // sharing the session asks for the same versions; one without does not.
+    let (proxy, seen_elsewhere) = min_version_recorder(stack.http).await;
+    let shared = Client::new(&format!("http://{proxy}"))
+        .unwrap()
+        .with_session(kv.session().clone());
+    assert_eq!(shared.get("app", "mine").await.unwrap(), None);
+    let stranger = Client::new(&format!("http://{proxy}")).unwrap();
+    assert_eq!(stranger.get("app", "mine").await.unwrap(), None);
+
+    assert_eq!(*seen.lock().unwrap(), [Some(v1), None, Some(deleted)]);
+    assert_eq!(*seen_elsewhere.lock().unwrap(), [Some(deleted), None]);
     stack.stop().await;
 }

@@ -47,6 +47,17 @@ pub struct EdgeConfig {
     pub hot_max_value_kib: usize,
     /// How long a value stays in the hot cache when a read names no cache TTL, seconds.
     pub cache_ttl_secs: u64,
+    /// How long a miss (a key never written, or deleted) stays in the hot
+    /// cache, seconds; the change feed ends it early when the key is written.
+    pub negative_ttl_secs: u64,
+    /// Longest `cache_ttl` a read may ask for, seconds; longer is refused with a 400.
+    pub max_cache_ttl_secs: u64,
+    /// The last part of a TTL, percent, in which a read refreshes its hot
+    /// copy in the background (0 turns it off).
+    pub refresh_ahead_percent: u8,
+    /// How long past its TTL a copy may be served, marked stale, when the
+    /// upstream fails or the deadline is near, seconds (0 turns it off).
+    pub stale_if_error_secs: u64,
     /// Shortest `cache_ttl` a read may ask for, seconds.
     pub min_cache_ttl_secs: u64,
     /// Shortest `expiration_ttl` (and how far ahead an `expiration` must be), seconds.
@@ -75,6 +86,10 @@ impl Default for EdgeConfig {
             hot_cache_mib: 64,
             hot_max_value_kib: 100,
             cache_ttl_secs: 60,
+            negative_ttl_secs: 30,
+            max_cache_ttl_secs: 3600,
+            refresh_ahead_percent: 20,
+            stale_if_error_secs: 60,
             min_cache_ttl_secs: 30,
             min_expiration_ttl_secs: 60,
             tls: TlsConfig {
@@ -88,6 +103,19 @@ impl Default for EdgeConfig {
 }
 
 impl EdgeConfig {
+    /// The freshness rules of the hot cache.
+    pub fn freshness(&self) -> kv_runtime::freshness::Freshness {
+        kv_runtime::freshness::Freshness::from_secs(
+            (
+                self.cache_ttl_secs,
+                self.negative_ttl_secs,
+                self.max_cache_ttl_secs,
+            ),
+            self.refresh_ahead_percent,
+            self.stale_if_error_secs,
+        )
+    }
+
     /// The deadlines the HTTP API gives requests.
     pub fn deadlines(&self) -> crate::http::Deadlines {
         let ms = std::time::Duration::from_millis;
@@ -112,6 +140,14 @@ impl EdgeConfig {
         }
         if self.cache_ttl_secs == 0 {
             return fail("cache_ttl_secs must be at least 1");
+        }
+        if self.max_cache_ttl_secs < self.cache_ttl_secs.max(self.min_cache_ttl_secs) {
+            return fail(
+                "max_cache_ttl_secs must be at least cache_ttl_secs and min_cache_ttl_secs",
+            );
+        }
+        if self.refresh_ahead_percent >= 100 {
+            return fail("refresh_ahead_percent must be below 100");
         }
         if self.hot_max_value_kib * 1024 > kv_proto::limits::MAX_VALUE_LEN {
             return fail("hot_max_value_kib must not exceed the 25 MiB value limit");

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kv_origin::{OriginConfig, OriginServer, StoreConfig};
 use kv_regional::{RegionalConfig, RegionalServer};
@@ -75,6 +76,9 @@ pub struct DevStack {
     stops: Vec<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
+
+/// How long starting waits for the change feeds to connect.
+const FEEDS_READY_WITHIN: Duration = Duration::from_secs(10);
 
 impl DevStack {
     /// Starts origin, regional node and edge.
@@ -156,7 +160,7 @@ impl DevStack {
         tasks.push(tokio::spawn(origin.serve(async {
             let _ = stopped.await;
         })));
-        Ok(Self {
+        let stack = Self {
             http,
             origin: origin_addr,
             regional: regional_addr,
@@ -166,7 +170,31 @@ impl DevStack {
             metrics,
             stops,
             tasks,
-        })
+        };
+        stack.wait_for_feeds(FEEDS_READY_WITHIN).await;
+        Ok(stack)
+    }
+
+    /// Waits (up to `limit`) until the regional node follows the origin's
+    /// change feed and the edge the regional node's. Until then, what the
+    /// caches fetch is checked again once the feeds start.
+    async fn wait_for_feeds(&self, limit: Duration) {
+        let ready = || {
+            self.regional_node.feed_metrics().connected_count() == 1
+                && self.edge.feed_metrics().connected_count() == 1
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut poll = tokio::time::interval(Duration::from_millis(5));
+        while !ready() {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    ?limit,
+                    "the change feeds are not connected yet; starting anyway"
+                );
+                return;
+            }
+            poll.tick().await;
+        }
     }
 
     /// Stops the edge, then the regional node (flushing its cache), then the origin.

@@ -1,20 +1,22 @@
 //! The edge service: the hot cache in front of the upstream tiers.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kv_proto::{
-    Body, DeleteRequest, Entry, ErrorSource, GetRequest, Key, ListPage, ListRequest, Namespace, Op,
-    PutRequest, Request, RequestId, Response, Status, Tier, WriteId,
+    Body, DeleteRequest, Entry, ErrorSource, Key, ListPage, ListRequest, Namespace, Op, PutRequest,
+    Request, RequestId, Response, Status, Tier, WriteId,
 };
 use kv_runtime::deadline::Deadline;
-use kv_runtime::metrics::{AnsweredBy, CacheLookups, Metrics};
-use kv_runtime::singleflight::{Role, SingleFlight};
-use kv_runtime::time::{is_expired, unix_millis, unix_seconds};
+use kv_runtime::feed::TrustFloor;
+use kv_runtime::freshness::Freshness;
+use kv_runtime::metrics::{AnsweredBy, CacheAnswers, CacheLookups, FeedMetrics, Metrics};
+use kv_runtime::singleflight::SingleFlight;
 use kv_runtime::watermarks::Watermarks;
 
-use crate::hot::{HotCache, HotEntry, Lookup};
+use crate::hot::{HotCache, HotEntry};
 use crate::upstream::Upstream;
 
 /// Why an edge operation failed: the error model every tier shares.
@@ -34,7 +36,7 @@ pub struct EdgeError {
 
 impl EdgeError {
     /// The deadline passed at this edge, with nothing sent (or only reads).
-    fn timeout(what: &str) -> Self {
+    pub(crate) fn timeout(what: &str) -> Self {
         Self {
             status: Status::Timeout,
             blame: ErrorSource::Local,
@@ -45,7 +47,7 @@ impl EdgeError {
 
     /// A failure an upstream tier answered with; an answer that makes no
     /// sense for the request is an internal error.
-    fn from_response(response: Response) -> Self {
+    pub(crate) fn from_response(response: Response) -> Self {
         let status = response.status;
         let retryable = response.is_retryable();
         match response.body {
@@ -75,18 +77,6 @@ pub struct Written {
     pub replayed: bool,
 }
 
-/// A read's outcome.
-#[derive(Debug, Clone)]
-pub struct Read {
-    /// The value, or `None` when the key does not exist.
-    pub entry: Option<Entry>,
-    /// The tier that answered.
-    pub tier: Tier,
-    /// For a key that does not exist: the version of the delete (or of the
-    /// value that expired), when the answering tier knows it.
-    pub absent_version: Option<u64>,
-}
-
 /// Counters of an edge.
 #[derive(Debug, Default)]
 pub struct EdgeStats {
@@ -101,47 +91,60 @@ pub struct EdgeStats {
 /// An edge.
 #[derive(Debug)]
 pub struct Edge {
-    hot: HotCache,
-    upstream: Arc<Upstream>,
-    default_cache_ttl: Duration,
-    reads: SingleFlight<String, Response>,
-    /// The highest version written or read through this edge of each recent
-    /// key: reads here never see anything older (read-your-writes, and no
-    /// going back), even for values too large for the hot cache.
-    recent_writes: Watermarks,
-    stats: EdgeStats,
-    lookups: CacheLookups,
-    answered_by: AnsweredBy,
-    coalesced: prometheus::IntCounter,
+    pub(crate) hot: HotCache,
+    pub(crate) upstream: Arc<Upstream>,
+    pub(crate) freshness: Freshness,
+    /// The deadline of a background refresh, which no caller waits for.
+    pub(crate) refresh_deadline: Duration,
+    pub(crate) reads: SingleFlight<String, Response>,
+    /// Keys being refreshed in the background: one refresh per key at a time.
+    pub(crate) refreshing: Arc<Mutex<HashSet<String>>>,
+    /// The highest version written, read or announced by the feed at this
+    /// edge of each recent key: reads here never see anything older
+    /// (read-your-writes, and no going back), even for values too large for
+    /// the hot cache.
+    pub(crate) recent_writes: Watermarks,
+    /// Copies fetched before the last gap in this edge's feeds are checked
+    /// upstream before use.
+    pub(crate) floor: TrustFloor,
+    pub(crate) feed_metrics: FeedMetrics,
+    pub(crate) stats: EdgeStats,
+    pub(crate) lookups: CacheLookups,
+    pub(crate) answered_by: AnsweredBy,
+    pub(crate) answers: CacheAnswers,
+    pub(crate) coalesced: prometheus::IntCounter,
 }
 
-fn cache_key(namespace: &Namespace, key: &Key) -> String {
+pub(crate) fn cache_key(namespace: &Namespace, key: &Key) -> String {
     format!("{namespace}/{key}")
 }
 
 impl Edge {
-    /// An edge with `hot` in front of `upstream`.
-    pub fn new(hot: HotCache, upstream: Upstream, default_cache_ttl: Duration) -> Self {
-        Self::with_metrics(hot, upstream, default_cache_ttl, &Metrics::new())
-    }
-
-    /// As [`Edge::new`], counting hot-cache lookups, answering tiers and
-    /// coalesced reads in `metrics`.
+    /// An edge with `hot` in front of `upstream`, serving copies as
+    /// `freshness` allows and refreshing them in the background within
+    /// `refresh_deadline`, counting hot-cache lookups, cache statuses,
+    /// answering tiers, coalesced reads and its feeds in `metrics`.
     pub fn with_metrics(
         hot: HotCache,
         upstream: Upstream,
-        default_cache_ttl: Duration,
+        freshness: Freshness,
+        refresh_deadline: Duration,
         metrics: &Metrics,
     ) -> Self {
         Self {
             hot,
             upstream: Arc::new(upstream),
-            default_cache_ttl,
+            freshness,
+            refresh_deadline,
             reads: SingleFlight::new(),
+            refreshing: Arc::default(),
             recent_writes: Watermarks::default(),
+            floor: TrustFloor::new(),
+            feed_metrics: metrics.feed("edge"),
             stats: EdgeStats::default(),
             lookups: metrics.cache(Tier::Edge.as_str()),
             answered_by: metrics.answered_by(),
+            answers: metrics.cache_answers("edge"),
             coalesced: metrics.coalesced("edge"),
         }
     }
@@ -170,137 +173,19 @@ impl Edge {
         &self.upstream
     }
 
-    /// Reads a key: from the hot cache, else from upstream, where concurrent
-    /// misses of one key share one request. The request stops waiting at
-    /// `deadline`; the shared request goes on only while someone waits.
-    pub async fn get(
-        &self,
-        id: RequestId,
-        deadline: Deadline,
-        namespace: Namespace,
-        key: Key,
-        cache_ttl: Option<u32>,
-    ) -> Result<Read, EdgeError> {
-        let ck = cache_key(&namespace, &key);
-        let written = self.recent_writes.get(&ck);
-        let span = tracing::Span::current();
-        // A value older than this edge's own write, or past its expiration,
-        // is as stale as one past its cache TTL.
-        let result = match self.hot.lookup(&ck).await {
-            Lookup::Hit(hit)
-                if written.is_none_or(|w| hit.entry.version >= w)
-                    && !is_expired(hit.entry.expiration, unix_seconds()) =>
-            {
-                self.stats.hot_hits.fetch_add(1, Ordering::Relaxed);
-                self.lookups.hit.inc();
-                self.answered_by.inc(Tier::Edge);
-                span.record("cache", "hit");
-                return Ok(Read {
-                    entry: Some(hit.entry),
-                    tier: Tier::Edge,
-                    absent_version: None,
-                });
-            }
-            Lookup::Hit(_) | Lookup::Stale(_) => {
-                self.lookups.stale.inc();
-                "stale"
-            }
-            Lookup::Miss => {
-                self.lookups.miss.inc();
-                "miss"
-            }
-        };
-        span.record("cache", result);
-        let floor_key = ck.clone();
-        let request = Request {
-            id,
-            budget: deadline.remaining(),
-            op: Op::Get(GetRequest {
-                namespace,
-                key,
-                min_version: written,
-                cache_ttl,
-            }),
-        };
-        // The flight fills the hot cache before it completes, so a read that
-        // arrives just after the flight is gone finds the value there rather
-        // than starting a second upstream request.
-        let upstream = self.upstream.clone();
-        let hot = self.hot.clone();
-        let recent_writes = self.recent_writes.clone();
-        let ttl = cache_ttl.map_or(self.default_cache_ttl, |s| Duration::from_secs(s.into()));
-        let flight = self.reads.run(ck.clone(), move || async move {
-            let response = upstream.request(&ck, &request, &deadline).await;
-            if let (Status::Ok, Body::Entry(entry)) = (response.status, &response.body)
-                    && hot.admits(entry.value.len())
-                    // A write that landed meanwhile has already cached something newer.
-                    && !recent_writes.is_behind(&ck, entry.version)
-            {
-                let fresh_until_ms = fresh_until(ttl, entry.expiration);
-                hot.insert(
-                    ck,
-                    HotEntry {
-                        entry: entry.clone(),
-                        fresh_until_ms,
-                    },
-                )
-                .await;
-            }
-            response
-        });
-        let (result, role) = deadline
-            .run(flight)
-            .await
-            .map_err(|_| EdgeError::timeout("waiting for a shared upstream read"))?;
-        if role == Role::Follower {
-            self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-            self.coalesced.inc();
-        } else {
-            self.stats.upstream_reads.fetch_add(1, Ordering::Relaxed);
-        }
-        let response = result.map_err(|e| EdgeError {
-            status: Status::Internal,
-            blame: ErrorSource::Local,
-            retryable: true,
-            message: e.to_string(),
-        })?;
-        let tier = response.tier.unwrap_or(Tier::Origin);
-        match &response.body {
-            Body::Entry(entry) => {
-                self.recent_writes.raise(&floor_key, entry.version);
-            }
-            Body::Deleted { version } => {
-                self.recent_writes.raise(&floor_key, *version);
-            }
-            _ => {}
-        }
-        let read = match (response.status, response.body) {
-            (Status::Ok, Body::Entry(entry)) => Read {
-                entry: Some(entry),
-                tier,
-                absent_version: None,
-            },
-            (Status::NotFound, Body::Deleted { version }) => Read {
-                entry: None,
-                tier,
-                absent_version: Some(version),
-            },
-            (Status::NotFound, _) => Read {
-                entry: None,
-                tier,
-                absent_version: None,
-            },
-            (status, body) => {
-                return Err(EdgeError::from_response(Response {
-                    id,
-                    status,
-                    tier: None,
-                    body,
-                }));
-            }
-        };
-        self.answered_by.inc(tier);
-        Ok(read)
+    /// The freshness settings.
+    pub fn freshness(&self) -> &Freshness {
+        &self.freshness
+    }
+
+    /// The cache-status counters of this edge's answers.
+    pub fn answers(&self) -> &CacheAnswers {
+        &self.answers
+    }
+
+    /// The change-feed metrics of this edge.
+    pub fn feed_metrics(&self) -> &FeedMetrics {
+        &self.feed_metrics
     }
 }
 
@@ -334,15 +219,9 @@ impl Edge {
             metadata: put.metadata,
             value: put.value,
         };
-        let fresh_until_ms = fresh_until(self.default_cache_ttl, entry.expiration);
+        let keep_for = self.freshness.keep_for(self.freshness.ttl);
         self.hot
-            .insert(
-                ck,
-                HotEntry {
-                    entry,
-                    fresh_until_ms,
-                },
-            )
+            .insert(ck, HotEntry::current(version, Some(entry), keep_for))
             .await;
         Ok(written)
     }
@@ -368,7 +247,10 @@ impl Edge {
         };
         let written = written(self.upstream.request(&ck, &request, &deadline).await)?;
         self.remember_write(&ck, written.version);
-        self.hot.remove_older_than(&ck, written.version).await;
+        let keep_for = self.freshness.keep_for(self.freshness.negative_ttl);
+        self.hot
+            .insert(ck, HotEntry::current(written.version, None, keep_for))
+            .await;
         Ok(written)
     }
 
@@ -386,14 +268,9 @@ impl Edge {
             op: Op::List(list),
         };
         let response = self.upstream.request(&routing, &request, &deadline).await;
-        match (response.status, response.body) {
-            (Status::Ok, Body::Page(page)) => Ok(page),
-            (status, body) => Err(EdgeError::from_response(Response {
-                id,
-                status,
-                tier: None,
-                body,
-            })),
+        match response.body {
+            Body::Page(page) if response.status == Status::Ok => Ok(page),
+            _ => Err(EdgeError::from_response(response)),
         }
     }
 
@@ -414,11 +291,4 @@ fn written(response: Response) -> Result<Written, EdgeError> {
         }),
         _ => Err(EdgeError::from_response(response)),
     }
-}
-
-/// When a value fetched now stops being fresh: after the TTL, and never past
-/// its expiration.
-fn fresh_until(ttl: Duration, expiration: Option<u64>) -> u64 {
-    let by_ttl = unix_millis().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-    expiration.map_or(by_ttl, |e| by_ttl.min(e.saturating_mul(1000)))
 }

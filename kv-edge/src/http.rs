@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /v1/{namespace}/{key}` | 200 with the value, or 404; `?cache_ttl=` (≥ 30 s) |
+//! | `GET /v1/{namespace}/{key}` | 200 with the value, or 404; `?cache_ttl=` (30 s to the maximum, 3600 s by default); `kv-min-version` header or `?min_version=`: that version or newer, else 412 `version_unavailable`; answers carry `kv-version`, `kv-tier`, `kv-cache-status` (hit, miss, revalidated, stale) and `age` |
 //! | `PUT /v1/{namespace}/{key}` | 200 `{"version": N}` once the origin holds it; `?expiration=` or `?expiration_ttl=` (≥ 60 s), `kv-metadata` header |
 //! | `DELETE /v1/{namespace}/{key}` | 204 |
 //! | `GET /v1/{namespace}?prefix=&cursor=&limit=` | `{"keys": [...], "list_complete": bool, "cursor": ...}` |
@@ -35,12 +35,15 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::edge::{Edge, EdgeError, Written};
+use crate::read::{Read, ReadOptions};
 
 /// Rules of the API that an operator may tune.
 #[derive(Debug, Clone, Copy)]
 pub struct ApiOptions {
     /// Shortest per-read cache TTL, seconds (Workers KV: 30).
     pub min_cache_ttl: u64,
+    /// Longest per-read cache TTL, seconds.
+    pub max_cache_ttl: u64,
     /// Shortest expiration TTL, and how far ahead an absolute expiration
     /// must be, seconds (Workers KV: 60).
     pub min_expiration_ttl: u64,
@@ -52,6 +55,7 @@ impl Default for ApiOptions {
     fn default() -> Self {
         Self {
             min_cache_ttl: 30,
+            max_cache_ttl: 3600,
             min_expiration_ttl: 60,
             deadlines: Deadlines::default(),
         }
@@ -101,6 +105,8 @@ struct Api {
 type Shared = State<Arc<Api>>;
 
 static KV_TIER: HeaderName = HeaderName::from_static("kv-tier");
+static KV_CACHE_STATUS: HeaderName = HeaderName::from_static("kv-cache-status");
+static KV_MIN_VERSION: HeaderName = HeaderName::from_static("kv-min-version");
 static KV_EXPIRATION: HeaderName = HeaderName::from_static("kv-expiration");
 static KV_METADATA: HeaderName = HeaderName::from_static("kv-metadata");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -155,7 +161,8 @@ async fn count_request(State(served): State<Served>, request: Request, next: Nex
     let op = match (route.as_deref(), request.method()) {
         (Some("/healthz" | "/readyz" | "/metrics"), _) => return next.run(request).await,
         (Some(LIST_ROUTE), &Method::GET) => "list",
-        (Some(KEY_ROUTE), &Method::GET) => "get",
+        // A HEAD is a GET without the body (axum serves it with the GET route).
+        (Some(KEY_ROUTE), &Method::GET | &Method::HEAD) => "get",
         (Some(KEY_ROUTE), &Method::PUT) => "put",
         (Some(KEY_ROUTE), &Method::DELETE) => "delete",
         _ => "other",
@@ -238,6 +245,7 @@ impl From<EdgeError> for ApiError {
             Status::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Status::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             Status::OutcomeUnknown => (StatusCode::GATEWAY_TIMEOUT, "outcome_unknown"),
+            Status::VersionUnavailable => (StatusCode::PRECONDITION_FAILED, "version_unavailable"),
             Status::Internal if error.blame == ErrorSource::Upstream => {
                 (StatusCode::BAD_GATEWAY, "upstream_error")
             }
@@ -372,30 +380,16 @@ async fn get_key(
         let (ns, key) = target(path)?;
         record_target(&tracing::Span::current(), &ns, Some(&key));
         let params = params(query)?;
-        let cache_ttl = match number(&params, "cache_ttl")? {
-            Some(ttl) if ttl < api.options.min_cache_ttl => {
-                let min = api.options.min_cache_ttl;
-                return Err(ApiError::bad_request(format!(
-                    "cache_ttl must be at least {min}"
-                )));
-            }
-            Some(ttl) => Some(u32::try_from(ttl).unwrap_or(u32::MAX)),
-            None => None,
+        let options = ReadOptions {
+            cache_ttl: cache_ttl(&params, &api.options)?,
+            min_version: min_version(&params, &headers)?,
         };
-        let read = api.edge.get(id, deadline, ns, key, cache_ttl).await?;
+        let read = api.edge.get(id, deadline, ns, key, options).await?;
         tracing::Span::current().record("answered_by", read.tier.as_str());
-        let Some(entry) = read.entry else {
+        let Some(entry) = read.entry.clone() else {
             let mut response =
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", "key not found").into_response();
-            response.headers_mut().insert(
-                KV_TIER.clone(),
-                HeaderValue::from_static(read.tier.as_str()),
-            );
-            if let Some(version) = read.absent_version {
-                response
-                    .headers_mut()
-                    .insert(KV_VERSION.clone(), HeaderValue::from(version));
-            }
+            read_headers(response.headers_mut(), &read);
             return Ok(response);
         };
         let etag = format!("\"{}\"", entry.version);
@@ -419,11 +413,7 @@ async fn get_key(
             );
         }
         headers.insert(header::ETAG, header_value(&etag));
-        headers.insert(KV_VERSION.clone(), HeaderValue::from(entry.version));
-        headers.insert(
-            KV_TIER.clone(),
-            HeaderValue::from_static(read.tier.as_str()),
-        );
+        read_headers(headers, &read);
         if let Some(expiration) = entry.expiration {
             headers.insert(KV_EXPIRATION.clone(), HeaderValue::from(expiration));
         }
@@ -435,6 +425,66 @@ async fn get_key(
     .instrument(span.clone())
     .await;
     finish(&span, id, result)
+}
+
+/// The headers every read answer carries: its version, the tier that
+/// answered, its cache status and its age.
+fn read_headers(headers: &mut HeaderMap, read: &Read) {
+    let version = read
+        .entry
+        .as_ref()
+        .map(|e| e.version)
+        .or(read.absent_version);
+    if let Some(version) = version {
+        headers.insert(KV_VERSION.clone(), HeaderValue::from(version));
+    }
+    headers.insert(
+        KV_TIER.clone(),
+        HeaderValue::from_static(read.tier.as_str()),
+    );
+    headers.insert(
+        KV_CACHE_STATUS.clone(),
+        HeaderValue::from_static(read.cache.as_str()),
+    );
+    headers.insert(header::AGE, HeaderValue::from(read.age.as_secs()));
+}
+
+/// A read's `cache_ttl`: within the edge's minimum and maximum.
+fn cache_ttl(
+    params: &HashMap<String, String>,
+    options: &ApiOptions,
+) -> Result<Option<u32>, ApiError> {
+    match number(params, "cache_ttl")? {
+        Some(ttl) if ttl < options.min_cache_ttl => Err(ApiError::bad_request(format!(
+            "cache_ttl must be at least {}",
+            options.min_cache_ttl
+        ))),
+        Some(ttl) if ttl > options.max_cache_ttl => Err(ApiError::bad_request(format!(
+            "cache_ttl must be at most {}",
+            options.max_cache_ttl
+        ))),
+        Some(ttl) => Ok(Some(u32::try_from(ttl).unwrap_or(u32::MAX))),
+        None => Ok(None),
+    }
+}
+
+/// A read's minimum version: the `kv-min-version` header or the
+/// `min_version` parameter (the higher, when both are given).
+fn min_version(
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Option<u64>, ApiError> {
+    let from_query = number(params, "min_version")?;
+    let from_header = headers
+        .get(&KV_MIN_VERSION)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_request("kv-min-version must be a whole number"))
+        })
+        .transpose()?;
+    Ok(from_query.max(from_header))
 }
 
 /// The write id of a PUT or DELETE: from its `Idempotency-Key` header (1 to

@@ -98,6 +98,23 @@ struct ServeArgs {
     /// Seconds a value stays hot when a read names no cache TTL [default: 60].
     #[arg(long, env = "TIERKV_EDGE_CACHE_TTL_SECS")]
     cache_ttl_secs: Option<u64>,
+    /// Seconds a miss (a key never written, or deleted) stays hot; the
+    /// change feed ends it early when the key is written [default: 30].
+    #[arg(long, env = "TIERKV_EDGE_NEGATIVE_TTL_SECS")]
+    negative_ttl_secs: Option<u64>,
+    /// Longest cache_ttl a read may ask for, seconds; longer is refused
+    /// with a 400 [default: 3600].
+    #[arg(long, env = "TIERKV_EDGE_MAX_CACHE_TTL_SECS")]
+    max_cache_ttl_secs: Option<u64>,
+    /// The last part of a TTL, percent, in which a read refreshes its hot
+    /// copy in the background, so hot keys never expire into a miss; 0
+    /// turns it off [default: 20].
+    #[arg(long, env = "TIERKV_EDGE_REFRESH_AHEAD_PERCENT")]
+    refresh_ahead_percent: Option<u8>,
+    /// Seconds past its TTL a copy may still be served, marked stale, when
+    /// the upstream fails or the deadline is near; 0 turns it off [default: 60].
+    #[arg(long, env = "TIERKV_EDGE_STALE_IF_ERROR_SECS")]
+    stale_if_error_secs: Option<u64>,
     /// Shortest cache_ttl a read may ask for, seconds [default: 30].
     #[arg(long, env = "TIERKV_EDGE_MIN_CACHE_TTL_SECS")]
     min_cache_ttl_secs: Option<u64>,
@@ -131,7 +148,14 @@ impl ServeArgs {
         set(&mut config.hot_cache_mib, self.hot_cache_mib);
         set(&mut config.hot_max_value_kib, self.hot_max_value_kib);
         set(&mut config.cache_ttl_secs, self.cache_ttl_secs);
+        set(&mut config.negative_ttl_secs, self.negative_ttl_secs);
         set(&mut config.min_cache_ttl_secs, self.min_cache_ttl_secs);
+        set(&mut config.max_cache_ttl_secs, self.max_cache_ttl_secs);
+        set(
+            &mut config.refresh_ahead_percent,
+            self.refresh_ahead_percent,
+        );
+        set(&mut config.stale_if_error_secs, self.stale_if_error_secs);
         set(
             &mut config.min_expiration_ttl_secs,
             self.min_expiration_ttl_secs,

@@ -80,7 +80,8 @@ impl EdgeServer {
         let edge = Arc::new(Edge::with_metrics(
             hot,
             upstream,
-            Duration::from_secs(config.cache_ttl_secs),
+            config.freshness(),
+            Duration::from_millis(config.read_deadline_ms),
             &metrics,
         ));
         let node = Arc::downgrade(&edge);
@@ -99,6 +100,7 @@ impl EdgeServer {
             })?;
         let options = ApiOptions {
             min_cache_ttl: config.min_cache_ttl_secs,
+            max_cache_ttl: config.max_cache_ttl_secs,
             min_expiration_ttl: config.min_expiration_ttl_secs,
             deadlines: config.deadlines(),
         };
@@ -125,12 +127,23 @@ impl EdgeServer {
         &self.edge
     }
 
-    /// Serves HTTP until `shutdown` resolves; in-flight requests finish first.
+    /// Follows the upstream feeds and serves HTTP until `shutdown` resolves;
+    /// in-flight requests finish first.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = ?self.listener.local_addr().ok(), "serving HTTP");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let _stop_following = stop.clone().drop_guard();
+        for link in self.edge.upstream().feed_sources() {
+            tokio::spawn(kv_runtime::feed::follow(
+                link.clone(),
+                self.edge.clone(),
+                self.edge.feed_metrics().clone(),
+                stop.clone(),
+            ));
+        }
         let app = http::router(self.edge, self.options, self.metrics);
         // Small answers go out at once rather than waiting on Nagle's algorithm.
         let listener = self.listener.tap_io(|stream| {

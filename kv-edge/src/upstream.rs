@@ -34,6 +34,16 @@ impl Upstream {
         }
     }
 
+    /// The nodes whose change feeds this edge follows: the regional nodes
+    /// (each relays every origin's changes), or the origins when there is
+    /// no regional tier.
+    pub fn feed_sources(&self) -> &[kv_runtime::quic::Link] {
+        match self.regionals.is_empty() {
+            true => self.origins.links(),
+            false => self.regionals.links(),
+        }
+    }
+
     /// Whether there is a regional tier.
     pub fn is_tiered(&self) -> bool {
         !self.regionals.is_empty()

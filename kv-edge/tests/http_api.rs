@@ -255,10 +255,13 @@ async fn the_answering_tier_moves_from_origin_to_regional_memory_to_edge() {
             kv_runtime::quic::Connector::new(&tls.load().unwrap(), Default::default()).unwrap();
         connector.link(f.stack.origin, "localhost", Duration::from_secs(5))
     };
+    // Over the origin's 4 KiB inline limit, so the change feed announces
+    // the write without carrying the value into the caches.
+    let value = "v".repeat(8 * 1024);
     let put = kv_proto::PutRequest::new(
         kv_proto::Namespace::new("app").unwrap(),
         kv_proto::Key::new("tiered").unwrap(),
-        bytes::Bytes::from_static(b"v"),
+        bytes::Bytes::from(value.clone()),
     )
     .unwrap();
     let ack = origin
@@ -279,7 +282,7 @@ async fn the_answering_tier_moves_from_origin_to_regional_memory_to_edge() {
     assert_eq!(tier(&first).as_deref(), Some("regional-memory"));
     let second = f.get("/v1/app/tiered").await;
     assert_eq!(tier(&second).as_deref(), Some("edge"));
-    assert_eq!(second.text().await.unwrap(), "v");
+    assert_eq!(second.text().await.unwrap(), value);
     writer.stop().await;
     f.stack.stop().await;
 }
@@ -444,6 +447,27 @@ async fn every_limit_and_bad_input_gets_a_json_error() {
         f.get("/v1/app/e?cache_ttl=30").await.status(),
         StatusCode::OK
     );
+    // The maximum (3600 s by default) bounds how long any read can keep a
+    // copy; above it, and far above it, the read is refused.
+    let longest = f.get("/v1/app/e?cache_ttl=3600").await;
+    assert_eq!(longest.status(), StatusCode::OK);
+    for too_long in ["3601", "4294967295", "18446744073709551615"] {
+        let r = f.get(&format!("/v1/app/e?cache_ttl={too_long}")).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{too_long}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_request");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("at most 3600"),
+            "{body}"
+        );
+    }
+    for bad in ["?min_version=x", "?min_version=-1"] {
+        let r = f.get(&format!("/v1/app/e{bad}")).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
     for limit in ["0", "1001", "x"] {
         assert_eq!(
             f.get(&format!("/v1/app?limit={limit}")).await.status(),
@@ -487,10 +511,13 @@ async fn a_thousand_concurrent_cold_reads_make_one_origin_read() {
     )
     .await;
     let writer_addr = writer.addr;
+    // Over the origin's 4 KiB inline limit, so the change feed does not
+    // carry the value into the caches: they stay cold.
+    let value = "c".repeat(8 * 1024);
     let put = f
         .http
         .put(format!("http://{writer_addr}/v1/app/cold"))
-        .body("cold-value")
+        .body(value.clone())
         .send()
         .await
         .unwrap();
@@ -505,7 +532,7 @@ async fn a_thousand_concurrent_cold_reads_make_one_origin_read() {
         })
     });
     for read in futures::future::join_all(reads).await {
-        assert_eq!(read.unwrap(), (StatusCode::OK, "cold-value".to_string()));
+        assert_eq!(read.unwrap(), (StatusCode::OK, value.clone()));
     }
     assert_eq!(
         f.store_gets() - before,

@@ -78,6 +78,14 @@ async fn metrics_count_each_request_at_every_tier() {
         assert_eq!(get("/v1/m/small").await.unwrap().status(), 200);
     }
     assert_eq!(get("/v1/m/missing").await.unwrap().status(), 404);
+    // A HEAD counts as the GET it is, without the body.
+    let head = http
+        .head(format!("{base}/v1/m/small"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.headers().contains_key("kv-version"));
     for _ in 0..2 {
         let response = get("/v1/m/large").await.unwrap();
         assert_eq!(response.headers()["kv-tier"], "regional-memory");
@@ -96,7 +104,7 @@ async fn metrics_count_each_request_at_every_tier() {
     );
     expect(
         r#"tierkv_requests_total{op="get",status="ok",tier="edge"}"#,
-        4.0,
+        5.0,
     );
     expect(
         r#"tierkv_requests_total{op="get",status="not_found",tier="edge"}"#,
@@ -112,7 +120,7 @@ async fn metrics_count_each_request_at_every_tier() {
     );
     expect(
         r#"tierkv_request_duration_seconds_count{op="get",tier="edge"}"#,
-        5.0,
+        6.0,
     );
     // Health checks and scrapes are not API requests.
     let edge_requests: f64 = after
@@ -121,17 +129,17 @@ async fn metrics_count_each_request_at_every_tier() {
         .filter(|(k, _)| k.starts_with("tierkv_requests_total{") && k.contains(r#"tier="edge""#))
         .map(|(k, v)| v - before.0.get(k).copied().unwrap_or(0.0))
         .sum();
-    assert_eq!(edge_requests, 9.0);
+    assert_eq!(edge_requests, 10.0);
 
     expect(
         r#"tierkv_cache_lookups_total{result="hit",tier="edge"}"#,
-        2.0,
+        3.0,
     );
     expect(
         r#"tierkv_cache_lookups_total{result="miss",tier="edge"}"#,
         3.0,
     );
-    expect(r#"tierkv_answered_by_total{tier="edge"}"#, 2.0);
+    expect(r#"tierkv_answered_by_total{tier="edge"}"#, 3.0);
     expect(r#"tierkv_answered_by_total{tier="regional-memory"}"#, 2.0);
     expect(r#"tierkv_answered_by_total{tier="origin"}"#, 1.0);
 
@@ -191,8 +199,9 @@ async fn metrics_count_each_request_at_every_tier() {
     expect("tierkv_write_replays_total", 0.0);
     expect(r#"tierkv_failovers_total{op="get",tier="edge"}"#, 0.0);
 
-    // Sizes: the small value is hot; the large one is in regional memory.
-    assert_eq!(after.get(r#"tierkv_cache_entries{tier="edge"}"#), 1.0);
+    // Sizes: the small value and the miss are hot; the large one is in
+    // regional memory.
+    assert_eq!(after.get(r#"tierkv_cache_entries{tier="edge"}"#), 2.0);
     assert!(after.get(r#"tierkv_cache_bytes{tier="edge"}"#) > 0.0);
     assert!(after.get(r#"tierkv_cache_bytes{tier="regional-memory"}"#) > 200.0 * 1024.0);
     assert_eq!(

@@ -29,6 +29,12 @@ pub struct OriginConfig {
     pub sweep_interval_secs: u64,
     /// Most objects the sweep examines per second.
     pub sweep_max_per_sec: u32,
+    /// Change-feed events kept for subscribers that reconnect; one that
+    /// missed more must revalidate its cache.
+    pub feed_backlog: usize,
+    /// Largest value a change-feed event carries inline, bytes (0: none),
+    /// so caches can replace their copy instead of dropping it.
+    pub feed_inline_max_bytes: usize,
     /// Certificates.
     pub tls: TlsConfig,
     /// Log line format.
@@ -47,6 +53,8 @@ impl Default for OriginConfig {
             sweep_retention_secs: 86_400,
             sweep_interval_secs: 3_600,
             sweep_max_per_sec: 100,
+            feed_backlog: kv_runtime::feed::DEFAULT_BACKLOG,
+            feed_inline_max_bytes: 4096,
             tls: TlsConfig {
                 dev_certs: Some("./.tierkv/certs".into()),
                 ..TlsConfig::default()
@@ -74,6 +82,8 @@ impl OriginConfig {
         crate::origin::OriginOptions {
             write_id_window: std::time::Duration::from_secs(self.write_id_window_secs),
             wall_clock: None,
+            feed_backlog: self.feed_backlog,
+            feed_inline_max_bytes: self.feed_inline_max_bytes,
         }
     }
 
@@ -103,6 +113,17 @@ impl OriginConfig {
                  outlive the tombstone that remembers it"
                     .into(),
             ));
+        }
+        if self.feed_backlog == 0 {
+            return Err(ConfigError::Invalid(
+                "feed_backlog must be at least 1".into(),
+            ));
+        }
+        if self.feed_inline_max_bytes > kv_proto::limits::MAX_INLINE_VALUE {
+            return Err(ConfigError::Invalid(format!(
+                "feed_inline_max_bytes must be at most {}",
+                kv_proto::limits::MAX_INLINE_VALUE
+            )));
         }
         if self.store.retries > 10 {
             return Err(ConfigError::Invalid(

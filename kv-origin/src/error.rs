@@ -32,6 +32,14 @@ pub enum OriginError {
     /// or a failure: it may or may not be applied.
     #[error("write outcome unknown: {0}")]
     OutcomeUnknown(String),
+    /// A read asked for a newer version than the store holds.
+    #[error("the store holds version {got} of this key, older than the {min} asked for")]
+    VersionUnavailable {
+        /// The version asked for.
+        min: u64,
+        /// The version the store holds (0: none).
+        got: u64,
+    },
 }
 
 impl OriginError {
@@ -44,6 +52,7 @@ impl OriginError {
             Self::Store(StoreError::Expired { .. }) | Self::Timeout(_) => Status::Timeout,
             Self::Store(_) => Status::Unavailable,
             Self::BadCursor => Status::BadRequest,
+            Self::VersionUnavailable { .. } => Status::VersionUnavailable,
             Self::Corrupt { .. } | Self::Internal(_) => Status::Internal,
         }
     }

@@ -11,8 +11,15 @@
 //!   applied at most once; a delete leaves a tombstone ([`origin`] tells the
 //!   whole story). A local directory, which cannot compare and swap, is
 //!   locked by its one origin process.
+//! - **The change feed**: every write and delete this process applies is
+//!   published, with its version and commit time (and its value, when
+//!   small), to every regional node that follows this process
+//!   (`kv_runtime::feed`).
 //! - **Reads** of an expired value answer not found. Concurrent reads of one
-//!   key make one object-store read.
+//!   key make one object-store read. A read naming a minimum version never
+//!   gets an older one (`version_unavailable` instead); a read naming the
+//!   version it holds (`unless_version`) is answered `not_modified` from the
+//!   object's head alone when that version is current.
 //! - **LIST** returns keys by prefix in lexicographic order, with an opaque
 //!   cursor, on every backend ([`layout`] says how).
 //! - **Failures** of the store reach callers as `unavailable`; every store

@@ -71,6 +71,16 @@ struct Args {
     /// Most objects the sweep examines per second [default: 100].
     #[arg(long, env = "TIERKV_ORIGIN_SWEEP_MAX_PER_SEC")]
     sweep_max_per_sec: Option<u32>,
+    /// Change-feed events kept for subscribers that reconnect; one that
+    /// missed more revalidates its cache instead; at most 64 MiB of events are kept
+    /// whatever the count [default: 65536].
+    #[arg(long, env = "TIERKV_ORIGIN_FEED_BACKLOG")]
+    feed_backlog: Option<usize>,
+    /// Largest value, bytes, a change-feed event carries inline so that
+    /// caches replace their copy rather than drop it; 0 sends none, at most
+    /// 65536 [default: 4096].
+    #[arg(long, env = "TIERKV_ORIGIN_FEED_INLINE_MAX_BYTES")]
+    feed_inline_max_bytes: Option<usize>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -93,6 +103,11 @@ impl Args {
         set(&mut config.sweep_retention_secs, self.sweep_retention_secs);
         set(&mut config.sweep_interval_secs, self.sweep_interval_secs);
         set(&mut config.sweep_max_per_sec, self.sweep_max_per_sec);
+        set(&mut config.feed_backlog, self.feed_backlog);
+        set(
+            &mut config.feed_inline_max_bytes,
+            self.feed_inline_max_bytes,
+        );
         self.common.apply(
             &mut config.tls,
             &mut config.log_format,

@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,10 +30,11 @@ use kv_proto::{
     Op, PutRequest, Request, Response, Tier, WriteId,
 };
 use kv_runtime::deadline::Deadline;
+use kv_runtime::feed::Publisher;
 use kv_runtime::metrics::Metrics;
 use kv_runtime::quic::Handler;
 use kv_runtime::singleflight::{Role, SingleFlight};
-use kv_runtime::time::{is_expired, unix_seconds};
+use kv_runtime::time::{is_expired, unix_millis, unix_seconds};
 use object_store::path::Path;
 
 use crate::envelope::{self, Head, LoggedWrite, MAX_HEAD_LEN, Object};
@@ -59,6 +61,16 @@ pub enum Found {
         /// The version of the delete, or of the value that expired.
         version: Option<u64>,
     },
+}
+
+impl Found {
+    /// The version the key is at: the value's, the delete's, 0 when never written.
+    pub fn version(&self) -> u64 {
+        match self {
+            Self::Value(entry) => entry.version,
+            Self::Absent { version } => version.unwrap_or(0),
+        }
+    }
 }
 
 type ReadResult = Result<Found, OriginError>;
@@ -92,6 +104,10 @@ pub struct OriginOptions {
     pub write_id_window: Duration,
     /// Where versions read wall-clock time; tests inject one.
     pub wall_clock: Option<WallClock>,
+    /// Change-feed events kept for subscribers that reconnect.
+    pub feed_backlog: usize,
+    /// Largest value a change-feed event carries inline, bytes.
+    pub feed_inline_max_bytes: usize,
 }
 
 impl std::fmt::Debug for OriginOptions {
@@ -99,6 +115,8 @@ impl std::fmt::Debug for OriginOptions {
         f.debug_struct("OriginOptions")
             .field("write_id_window", &self.write_id_window)
             .field("wall_clock", &self.wall_clock.as_ref().map(|_| "injected"))
+            .field("feed_backlog", &self.feed_backlog)
+            .field("feed_inline_max_bytes", &self.feed_inline_max_bytes)
             .finish()
     }
 }
@@ -108,6 +126,8 @@ impl Default for OriginOptions {
         Self {
             write_id_window: Duration::from_secs(3600),
             wall_clock: None,
+            feed_backlog: kv_runtime::feed::DEFAULT_BACKLOG,
+            feed_inline_max_bytes: 4096,
         }
     }
 }
@@ -130,6 +150,8 @@ pub struct Origin {
     pub(crate) layout: Layout,
     pub(crate) clock: Hlc,
     write_id_window: Duration,
+    feed: Arc<Publisher>,
+    feed_inline_max_bytes: usize,
     reads: SingleFlight<Path, ReadResult>,
     write_locks: Vec<tokio::sync::Mutex<()>>,
     hasher: std::collections::hash_map::RandomState,
@@ -161,6 +183,8 @@ impl Origin {
             layout,
             clock,
             write_id_window: options.write_id_window,
+            feed: Publisher::new(options.feed_backlog, metrics.feed("origin")),
+            feed_inline_max_bytes: options.feed_inline_max_bytes,
             reads: SingleFlight::new(),
             write_locks: (0..WRITE_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
@@ -175,6 +199,11 @@ impl Origin {
     /// The store, with its call counters.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The change feed: every write and delete this process applies.
+    pub fn feed(&self) -> &Arc<Publisher> {
+        &self.feed
     }
 
     /// Reads that waited on another read of the same key.
@@ -224,6 +253,50 @@ impl Origin {
             }
             absent => absent,
         })
+    }
+
+    /// Whether the key is still at the read's `unless_version` (and that is
+    /// no older than its minimum), read from the head of its object alone.
+    /// Any doubt (a failure, a damaged head) answers no: a full read follows.
+    async fn is_unchanged(&self, request: &GetRequest, deadline: &Deadline) -> bool {
+        let Some(held) = request.unless_version else {
+            return false;
+        };
+        if request.min_version.is_some_and(|min| held < min) {
+            return false;
+        }
+        let path = self.layout.object_path(&request.namespace, &request.key);
+        let current = match self
+            .store
+            .get_head(&path, MAX_HEAD_LEN as u64, deadline)
+            .await
+        {
+            Ok(None) => 0,
+            Ok(Some((bytes, _))) => match decode_stored_head(&path, &request.key, &bytes) {
+                Ok(head) => head.version,
+                Err(_) => return false,
+            },
+            Err(_) => return false,
+        };
+        current == held
+    }
+
+    /// Reads a key, at the request's minimum version or newer. A read that
+    /// joined one started before the write it knows of reads again, once;
+    /// if the store still holds something older, the read fails with
+    /// `version_unavailable` rather than answer with it.
+    async fn get_at_least(&self, request: &GetRequest, deadline: &Deadline) -> ReadResult {
+        let found = self.get(request, deadline).await?;
+        let Some(min) = request.min_version.filter(|min| found.version() < *min) else {
+            return Ok(found);
+        };
+        self.reads
+            .forget(&self.layout.object_path(&request.namespace, &request.key));
+        let found = self.get(request, deadline).await?;
+        match found.version() {
+            got if got < min => Err(OriginError::VersionUnavailable { min, got }),
+            _ => Ok(found),
+        }
     }
 
     /// Writes a key and returns its new version once the store holds it. A
@@ -316,6 +389,12 @@ impl Origin {
             {
                 self.replays.inc();
                 self.reads.forget(&path);
+                // Announced again, without its value: when an earlier
+                // attempt's outcome was in doubt, this process never
+                // announced it. Newer writes may have followed it, so the
+                // announcement only drops older copies; it never passes the
+                // old value off as news.
+                self.announce(namespace, key, &change, logged.version, false);
                 return Ok(Applied {
                     version: logged.version,
                     replayed: true,
@@ -333,6 +412,7 @@ impl Origin {
                     // Reads already in flight may return the old value to
                     // their callers; later reads must not join them.
                     self.reads.forget(&path);
+                    self.announce(namespace, key, &change, version, true);
                     return Ok(Applied {
                         version,
                         replayed: false,
@@ -357,6 +437,44 @@ impl Origin {
                 Err(e) => return Err(undecided(e, in_doubt)),
             }
         }
+    }
+
+    /// Publishes an applied write on the change feed, with its value inline
+    /// when it is small enough and `with_value`.
+    fn announce(
+        &self,
+        namespace: &Namespace,
+        key: &Key,
+        change: &Change,
+        version: u64,
+        with_value: bool,
+    ) {
+        let (tombstone, expiration, value) = match change {
+            Change::Put {
+                expiration,
+                metadata,
+                value,
+            } => (
+                false,
+                *expiration,
+                (with_value && value.len() <= self.feed_inline_max_bytes).then(|| {
+                    kv_proto::InlineValue {
+                        metadata: metadata.clone(),
+                        value: value.clone(),
+                    }
+                }),
+            ),
+            Change::Delete => (true, None, None),
+        };
+        self.feed.publish(kv_proto::Change {
+            namespace: namespace.clone(),
+            key: key.clone(),
+            version,
+            tombstone,
+            expiration,
+            commit_ms: unix_millis(),
+            value,
+        });
     }
 
     /// The object that applies `change` on top of `previous`: a version
@@ -515,13 +633,21 @@ impl Origin {
         let id = request.id;
         let deadline = Deadline::of(&request);
         let result = match &request.op {
-            Op::Get(get) => self.get(get, &deadline).await.map(|found| match found {
-                Found::Value(entry) => Response::entry(id, Tier::Origin, entry),
-                Found::Absent {
-                    version: Some(version),
-                } => Response::deleted(id, Tier::Origin, version),
-                Found::Absent { version: None } => Response::not_found(id, Tier::Origin),
-            }),
+            Op::Get(get) if self.is_unchanged(get, &deadline).await => Ok(Response::not_modified(
+                id,
+                Tier::Origin,
+                get.unless_version.unwrap_or_default(),
+            )),
+            Op::Get(get) => self
+                .get_at_least(get, &deadline)
+                .await
+                .map(|found| match found {
+                    Found::Value(entry) => Response::entry(id, Tier::Origin, entry),
+                    Found::Absent {
+                        version: Some(version),
+                    } => Response::deleted(id, Tier::Origin, version),
+                    Found::Absent { version: None } => Response::not_found(id, Tier::Origin),
+                }),
             Op::Put(put) => self.put(put, &deadline).await.map(|a| a.to_response(id)),
             Op::Delete(delete) => self
                 .delete(delete, &deadline)

@@ -62,16 +62,18 @@ impl OriginServer {
     ) -> Result<Self, StartError> {
         let tls = config.tls.load()?;
         let metrics_server = MetricsServer::bind_if_configured(config.metrics, &metrics)?;
-        let options = ServerOptions::new("origin", metrics.clone());
-        let server = QuicServer::bind(config.listen, &tls, options)?;
         let store = store.observed(&metrics);
+        let origin = Arc::new(Origin::with_options(
+            store,
+            &metrics,
+            config.origin_options(),
+        ));
+        let mut options = ServerOptions::new("origin", metrics.clone());
+        options.feed = Some(origin.feed().clone());
+        let server = QuicServer::bind(config.listen, &tls, options)?;
         Ok(Self {
             sweep: config.sweep_options(),
-            origin: Arc::new(Origin::with_options(
-                store,
-                &metrics,
-                config.origin_options(),
-            )),
+            origin,
             server,
             metrics,
             metrics_server,

@@ -67,6 +67,7 @@ fn origin_with_window(
         OriginOptions {
             write_id_window,
             wall_clock: Some(Arc::new(move || now.load(Ordering::Relaxed))),
+            ..OriginOptions::default()
         },
     )
 }
@@ -511,6 +512,7 @@ async fn the_sweep_removes_old_tombstones_where_the_origin_is_the_only_writer() 
         OriginOptions {
             write_id_window: Duration::from_secs(3600),
             wall_clock: Some(Arc::new(move || wall.load(Ordering::Relaxed))),
+            ..OriginOptions::default()
         },
     );
     let deleted = origin

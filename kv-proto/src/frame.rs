@@ -14,8 +14,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::ProtoError;
-use crate::invalidation::Invalidation;
-use crate::limits::{MAX_INVALIDATION_BODY, MAX_REQUEST_BODY, MAX_RESPONSE_BODY};
+use crate::feed::{FeedEvent, Subscribe};
+use crate::limits::{MAX_FEED_BODY, MAX_REQUEST_BODY, MAX_RESPONSE_BODY, MAX_SUBSCRIBE_BODY};
 use crate::request::{Request, RequestId};
 use crate::response::Response;
 use crate::wire::Reader;
@@ -33,8 +33,10 @@ pub enum FrameKind {
     Request = 1,
     /// A [`Response`].
     Response = 2,
-    /// An [`Invalidation`].
-    Invalidation = 3,
+    /// A [`FeedEvent`].
+    Feed = 3,
+    /// A [`Subscribe`].
+    Subscribe = 4,
 }
 
 impl FrameKind {
@@ -42,7 +44,8 @@ impl FrameKind {
         match code {
             1 => Ok(Self::Request),
             2 => Ok(Self::Response),
-            3 => Ok(Self::Invalidation),
+            3 => Ok(Self::Feed),
+            4 => Ok(Self::Subscribe),
             _ => Err(ProtoError::UnknownFrameKind(code)),
         }
     }
@@ -52,7 +55,8 @@ impl FrameKind {
         match self {
             Self::Request => MAX_REQUEST_BODY,
             Self::Response => MAX_RESPONSE_BODY,
-            Self::Invalidation => MAX_INVALIDATION_BODY,
+            Self::Feed => MAX_FEED_BODY,
+            Self::Subscribe => MAX_SUBSCRIBE_BODY,
         }
     }
 
@@ -61,7 +65,8 @@ impl FrameKind {
         match self {
             Self::Request => "request",
             Self::Response => "response",
-            Self::Invalidation => "invalidation",
+            Self::Feed => "feed",
+            Self::Subscribe => "subscribe",
         }
     }
 }
@@ -119,8 +124,10 @@ pub enum Frame {
     Request(Request),
     /// A response.
     Response(Response),
-    /// An invalidation event.
-    Invalidation(Invalidation),
+    /// A change-feed event.
+    Feed(FeedEvent),
+    /// A subscription to a change feed.
+    Subscribe(Subscribe),
 }
 
 impl Frame {
@@ -129,7 +136,8 @@ impl Frame {
         match self {
             Self::Request(_) => FrameKind::Request,
             Self::Response(_) => FrameKind::Response,
-            Self::Invalidation(_) => FrameKind::Invalidation,
+            Self::Feed(_) => FrameKind::Feed,
+            Self::Subscribe(_) => FrameKind::Subscribe,
         }
     }
 
@@ -142,8 +150,12 @@ impl Frame {
         let tail = match self {
             Self::Request(r) => r.encode_body(&mut head),
             Self::Response(r) => r.encode_body(&mut head),
-            Self::Invalidation(i) => {
-                i.encode_body(&mut head);
+            Self::Feed(event) => {
+                event.encode_body(&mut head);
+                None
+            }
+            Self::Subscribe(subscribe) => {
+                subscribe.encode_body(&mut head);
                 None
             }
         };
@@ -163,7 +175,8 @@ impl Frame {
                 .map(Frame::Request)
                 .map_err(|r| r.error),
             FrameKind::Response => decode_response(body).map(Frame::Response),
-            FrameKind::Invalidation => decode_invalidation(body).map(Frame::Invalidation),
+            FrameKind::Feed => decode_feed_event(body).map(Frame::Feed),
+            FrameKind::Subscribe => decode_subscribe(body).map(Frame::Subscribe),
         }
     }
 }
@@ -176,6 +189,19 @@ pub fn encode_frame(frame: &Frame, buf: &mut BytesMut) {
     if let Some(tail) = tail {
         buf.put(tail);
     }
+}
+
+/// Appends a feed event's frame to `buf`: what [`encode_frame`] writes for
+/// `Frame::Feed(event)`, without taking the event by value.
+pub fn encode_feed_event(event: &FeedEvent, buf: &mut BytesMut) {
+    let start = buf.len();
+    buf.put_slice(&[0u8; FRAME_HEADER_LEN]);
+    event.encode_body(buf);
+    let header = FrameHeader {
+        kind: FrameKind::Feed,
+        body_len: buf.len() - start - FRAME_HEADER_LEN,
+    };
+    buf[start..start + FRAME_HEADER_LEN].copy_from_slice(&header.to_bytes());
 }
 
 /// Takes one whole frame off the front of `buf`: `Ok(None)` while it holds
@@ -224,10 +250,18 @@ pub fn decode_response(body: Bytes) -> Result<Response, ProtoError> {
     Ok(response)
 }
 
-/// Decodes an invalidation body.
-pub fn decode_invalidation(body: Bytes) -> Result<Invalidation, ProtoError> {
+/// Decodes a feed event body.
+pub fn decode_feed_event(body: Bytes) -> Result<FeedEvent, ProtoError> {
     let mut r = Reader::new(body);
-    let invalidation = Invalidation::decode_body(&mut r)?;
+    let event = FeedEvent::decode_body(&mut r)?;
     r.finish()?;
-    Ok(invalidation)
+    Ok(event)
+}
+
+/// Decodes a subscribe body.
+pub fn decode_subscribe(body: Bytes) -> Result<Subscribe, ProtoError> {
+    let mut r = Reader::new(body);
+    let subscribe = Subscribe::decode_body(&mut r)?;
+    r.finish()?;
+    Ok(subscribe)
 }

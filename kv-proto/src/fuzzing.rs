@@ -9,8 +9,8 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::frame::{
-    FRAME_HEADER_LEN, Frame, FrameHeader, decode_frame, decode_invalidation, decode_request,
-    decode_response, encode_frame,
+    FRAME_HEADER_LEN, Frame, FrameHeader, decode_feed_event, decode_frame, decode_request,
+    decode_response, decode_subscribe, encode_frame,
 };
 
 /// Feeds `data` to every decoder and checks what comes out.
@@ -21,7 +21,7 @@ use crate::frame::{
 ///   must either leave the buffer alone (a bad header) or take exactly the
 ///   frame the header declared (a bad body).
 /// - As one body: `data` is passed whole to [`decode_request`],
-///   [`decode_response`] and [`decode_invalidation`]. A rejected request must
+///   [`decode_response`], [`decode_feed_event`] and [`decode_subscribe`]. A rejected request must
 ///   carry its id exactly when `data` holds at least 8 bytes.
 ///
 /// Every frame decoded either way must re-encode to exactly the bytes it was
@@ -122,8 +122,14 @@ fn check_bodies(data: &[u8]) {
             let _ = error.status();
         }
     }
-    match decode_invalidation(body) {
-        Ok(invalidation) => check_body(&Frame::Invalidation(invalidation), data),
+    match decode_feed_event(body.clone()) {
+        Ok(event) => check_body(&Frame::Feed(event), data),
+        Err(error) => {
+            let _ = error.status();
+        }
+    }
+    match decode_subscribe(body) {
+        Ok(subscribe) => check_body(&Frame::Subscribe(subscribe), data),
         Err(error) => {
             let _ = error.status();
         }

@@ -8,8 +8,9 @@
 //!   a [`WriteId`] that every retry repeats; a failed response carries a
 //!   [`Failure`]: its kind (the [`Status`]), its [`ErrorSource`] and whether
 //!   a retry may help;
-//! - a server-initiated unidirectional stream carries a sequence of
-//!   [`Invalidation`] frames.
+//! - a stream that starts with a [`Subscribe`] frame carries the change feed
+//!   back: [`FeedEvent`] frames, each write and delete in order, numbered
+//!   within the publisher's epoch (see [`feed`]).
 //!
 //! Decoding is two-phase, in the manner of a streaming codec: [`decode_frame`]
 //! returns `Ok(None)` while a buffer holds only part of a frame, checks the
@@ -22,7 +23,7 @@
 //! - [`frame`]: the 8-byte frame header, [`encode_frame`] and [`decode_frame`].
 //! - [`cmd`]: one module per request (GET, PUT, DELETE, LIST) with its body codec.
 //! - [`request`] / [`response`]: the request envelope, and responses with status, tier and body.
-//! - [`invalidation`]: the server-pushed invalidation event.
+//! - [`feed`]: the change feed's subscription and events.
 //! - [`types`]: validated names ([`Namespace`], [`Key`], [`Metadata`]) and small enums.
 //! - [`limits`]: every size limit, in one place.
 //! - [`wire`]: the bounds-checked reader and writer helpers under all of the above.
@@ -31,9 +32,9 @@
 
 pub mod cmd;
 pub mod error;
+pub mod feed;
 pub mod frame;
 pub mod fuzzing;
-pub mod invalidation;
 pub mod limits;
 pub mod request;
 pub mod response;
@@ -42,11 +43,12 @@ pub mod wire;
 
 pub use cmd::{DeleteRequest, GetRequest, ListRequest, PutRequest};
 pub use error::ProtoError;
+pub use feed::{Change, Cursor, FeedEvent, InlineValue, Subscribe};
 pub use frame::{
     FRAME_HEADER_LEN, Frame, FrameHeader, FrameKind, PROTOCOL_VERSION, RejectedRequest,
-    decode_frame, decode_invalidation, decode_request, decode_response, encode_frame,
+    decode_feed_event, decode_frame, decode_request, decode_response, decode_subscribe,
+    encode_feed_event, encode_frame,
 };
-pub use invalidation::Invalidation;
 pub use request::{Op, Request, RequestId, WriteId};
 pub use response::{Body, Entry, Failure, ListPage, ListedKey, Response};
 pub use types::{ErrorSource, Key, Metadata, Namespace, Status, Tier};

@@ -23,5 +23,10 @@ pub const MAX_REQUEST_BODY: usize = MAX_VALUE_LEN + BODY_OVERHEAD;
 /// Largest response body: a GET of the largest value plus its other fields.
 /// A full LIST page (1000 × (key + metadata)) is far smaller.
 pub const MAX_RESPONSE_BODY: usize = MAX_VALUE_LEN + BODY_OVERHEAD;
-/// Largest invalidation body.
-pub const MAX_INVALIDATION_BODY: usize = 2 * 1024;
+/// Largest value a feed change may carry inline (publishers are
+/// configured with a smaller one).
+pub const MAX_INLINE_VALUE: usize = 64 * 1024;
+/// Largest feed event body: a change with the largest inline value.
+pub const MAX_FEED_BODY: usize = MAX_INLINE_VALUE + BODY_OVERHEAD;
+/// Largest subscribe body.
+pub const MAX_SUBSCRIBE_BODY: usize = 64;

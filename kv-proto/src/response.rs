@@ -83,6 +83,12 @@ pub enum Body {
     Page(ListPage),
     /// Why a request failed.
     Error(Failure),
+    /// A GET whose `unless_version` is still current: the reader's copy
+    /// (a value, or a delete's miss) stands.
+    NotModified {
+        /// The current version.
+        version: u64,
+    },
 }
 
 impl Body {
@@ -92,6 +98,7 @@ impl Body {
     const PAGE: u8 = 3;
     const ERROR: u8 = 4;
     const DELETED: u8 = 5;
+    const NOT_MODIFIED: u8 = 6;
     const RETRYABLE: u8 = 0b1;
     const REPLAYED: u8 = 0b1;
 }
@@ -106,6 +113,11 @@ pub struct Response {
     /// Which tier answered: for reads, the one that held the answer; writes
     /// and pages are answered by the origin; `None` for errors.
     pub tier: Option<Tier>,
+    /// For a read answered from a cache: how long ago, in milliseconds, the
+    /// origin read the copy (saturating). A cache below keeps it fresh for
+    /// its TTL counted from then, so staleness bounds do not add up tier by
+    /// tier. 0 for everything else.
+    pub age_ms: u32,
     /// The payload.
     pub body: Body,
 }
@@ -117,6 +129,7 @@ impl Response {
             id,
             status: Status::Ok,
             tier: Some(tier),
+            age_ms: 0,
             body: Body::Entry(entry),
         }
     }
@@ -127,6 +140,7 @@ impl Response {
             id,
             status: Status::NotFound,
             tier: Some(tier),
+            age_ms: 0,
             body: Body::Empty,
         }
     }
@@ -137,6 +151,7 @@ impl Response {
             id,
             status: Status::Ok,
             tier: Some(Tier::Origin),
+            age_ms: 0,
             body: Body::Written {
                 version,
                 replayed: false,
@@ -161,7 +176,19 @@ impl Response {
             id,
             status: Status::NotFound,
             tier: Some(tier),
+            age_ms: 0,
             body: Body::Deleted { version },
+        }
+    }
+
+    /// A GET whose reader's copy, at `version`, is still current.
+    pub fn not_modified(id: RequestId, tier: Tier, version: u64) -> Self {
+        Self {
+            id,
+            status: Status::Ok,
+            tier: Some(tier),
+            age_ms: 0,
+            body: Body::NotModified { version },
         }
     }
 
@@ -171,6 +198,7 @@ impl Response {
             id,
             status: Status::Ok,
             tier: Some(Tier::Origin),
+            age_ms: 0,
             body: Body::Page(page),
         }
     }
@@ -207,12 +235,25 @@ impl Response {
             id,
             status,
             tier: None,
+            age_ms: 0,
             body: Body::Error(Failure {
                 source,
                 retryable,
                 message,
             }),
         }
+    }
+
+    /// This answer, to the request `id`.
+    pub fn with_id(mut self, id: RequestId) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// This answer, for a copy the origin read `age` ago.
+    pub fn with_age(mut self, age: std::time::Duration) -> Self {
+        self.age_ms = u32::try_from(age.as_millis()).unwrap_or(u32::MAX);
+        self
     }
 
     /// This answer as relayed by the tier in front of the one that gave it: a
@@ -234,6 +275,18 @@ impl Response {
         }
     }
 
+    /// The version a read's answer holds: the value's, the delete's for a
+    /// deleted key, 0 for a key never written; `None` for anything else.
+    pub fn read_version(&self) -> Option<u64> {
+        match (self.status, &self.body) {
+            (Status::Ok, Body::Entry(entry)) => Some(entry.version),
+            (Status::Ok, Body::NotModified { version }) => Some(*version),
+            (Status::NotFound, Body::Deleted { version }) => Some(*version),
+            (Status::NotFound, Body::Empty) => Some(0),
+            _ => None,
+        }
+    }
+
     /// The error message, for failed responses.
     pub fn message(&self) -> Option<&str> {
         self.failure_info().map(|f| f.message.as_str())
@@ -250,10 +303,15 @@ impl Response {
         buf.put_u64(self.id.0);
         buf.put_u8(self.status.code());
         buf.put_u8(self.tier.map_or(0, Tier::code));
+        buf.put_u32(self.age_ms);
         match &self.body {
             Body::Empty => buf.put_u8(Body::EMPTY),
             Body::Deleted { version } => {
                 buf.put_u8(Body::DELETED);
+                buf.put_u64(*version);
+            }
+            Body::NotModified { version } => {
+                buf.put_u8(Body::NOT_MODIFIED);
                 buf.put_u64(*version);
             }
             Body::Entry(entry) => {
@@ -298,9 +356,13 @@ impl Response {
             0 => None,
             code => Some(Tier::from_code(code)?),
         };
+        let age_ms = r.u32("age")?;
         let body = match r.u8("body kind")? {
             Body::EMPTY => Body::Empty,
             Body::DELETED => Body::Deleted {
+                version: r.u64("version")?,
+            },
+            Body::NOT_MODIFIED => Body::NotModified {
                 version: r.u64("version")?,
             },
             Body::ENTRY => {
@@ -361,6 +423,7 @@ impl Response {
             id,
             status,
             tier,
+            age_ms,
             body,
         })
     }

@@ -159,6 +159,10 @@ code_enum! {
         /// or the link failed, after it left). It may or may not be applied;
         /// retrying it with the same write id settles which.
         OutcomeUnknown = 7 => "outcome_unknown",
+        /// A read named a minimum version (its caller's own write, say) that
+        /// no tier could provide within its deadline. Never answered with an
+        /// older version instead.
+        VersionUnavailable = 8 => "version_unavailable",
     }
 }
 
@@ -193,7 +197,7 @@ impl Status {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            Self::Unavailable | Self::Timeout | Self::OutcomeUnknown
+            Self::Unavailable | Self::Timeout | Self::OutcomeUnknown | Self::VersionUnavailable
         )
     }
 

@@ -17,7 +17,11 @@ use std::path::PathBuf;
 
 use bytes::BytesMut;
 use common::*;
-use kv_proto::{FrameHeader, FrameKind, PROTOCOL_VERSION, ProtoError, decode_frame, encode_frame};
+use kv_proto::limits::{MAX_INLINE_VALUE, MAX_SUBSCRIBE_BODY};
+use kv_proto::{
+    Change, FeedEvent, Frame, FrameHeader, FrameKind, InlineValue, PROTOCOL_VERSION, ProtoError,
+    decode_frame, encode_frame,
+};
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/decode_frame")
@@ -72,18 +76,23 @@ fn seeds() -> Vec<Seed> {
     let mut exchange = by_name("request-get-plain");
     exchange.extend(by_name("response-entry-full"));
     seeds.push(seed("stream-request-response", exchange, Expect::Frames(2)));
-    let mut invalidations = BytesMut::new();
-    for (i, name) in ["a", "a/b", "é"].into_iter().enumerate() {
-        let frame = kv_proto::Frame::Invalidation(kv_proto::Invalidation {
-            namespace: ns("users"),
-            key: key(name),
-            version: u64::try_from(i).unwrap(),
-        });
-        encode_frame(&frame, &mut invalidations);
+    let mut events = BytesMut::new();
+    for event in feed_stream() {
+        encode_frame(&Frame::Feed(event), &mut events);
     }
     seeds.push(seed(
-        "stream-invalidations",
-        invalidations.to_vec(),
+        "stream-feed-events",
+        events.to_vec(),
+        Expect::Frames(feed_stream().len()),
+    ));
+    // A subscription resuming where the feed stream above left off, then the
+    // publisher's answer: a sync and a change.
+    let mut resumed = by_name("subscribe-resume");
+    resumed.extend(by_name("feed-sync"));
+    resumed.extend(by_name("feed-change"));
+    seeds.push(seed(
+        "stream-subscribe-then-feed",
+        resumed,
         Expect::Frames(3),
     ));
     // A delete acknowledged, then a read of the key answered with its tombstone.
@@ -105,7 +114,7 @@ fn seeds() -> Vec<Seed> {
         &put[..put.len() - 3],
         Expect::Incomplete,
     ));
-    let mut bad_version = by_name("invalidation");
+    let mut bad_version = by_name("feed-change");
     bad_version[0] = PROTOCOL_VERSION + 1;
     seeds.push(seed("bad-version", bad_version, Expect::Error));
     // A whole version-1 GET (no budget): refused from its header.
@@ -141,7 +150,7 @@ fn seeds() -> Vec<Seed> {
         .raw(b"xx")
         .frame(FrameKind::Request)
         .to_vec();
-    trailing.extend(by_name("invalidation"));
+    trailing.extend(by_name("feed-sync"));
     seeds.push(seed(
         "bad-trailing-bytes-then-valid",
         trailing,
@@ -194,6 +203,68 @@ fn seeds() -> Vec<Seed> {
         bad_flags.to_vec(),
         Expect::Error,
     ));
+    // The feed and subscribe frames.
+    let feed_seeds = [
+        (
+            "bad-feed-unknown-kind",
+            BodyBuilder::new().u8(9).u64(1).frame(FrameKind::Feed),
+        ),
+        (
+            "bad-change-unknown-flags",
+            BodyBuilder::change(1, b"n", b"k", 0x10).frame(FrameKind::Feed),
+        ),
+        (
+            "bad-change-metadata-without-value",
+            BodyBuilder::change(1, b"n", b"k", CHANGE_METADATA)
+                .bytes16(b"{}")
+                .frame(FrameKind::Feed),
+        ),
+        (
+            "bad-change-tombstone-with-value",
+            BodyBuilder::change(1, b"n", b"k", CHANGE_TOMBSTONE | CHANGE_VALUE)
+                .bytes32(b"v")
+                .frame(FrameKind::Feed),
+        ),
+        (
+            "bad-change-invalid-utf8-key",
+            BodyBuilder::change(1, b"n", b"\xc3(", 0).frame(FrameKind::Feed),
+        ),
+        (
+            "bad-inline-value-too-large",
+            BodyBuilder::change(1, b"n", b"k", CHANGE_VALUE)
+                .u32(u32::try_from(MAX_INLINE_VALUE + 1).unwrap())
+                .frame(FrameKind::Feed),
+        ),
+        (
+            "bad-sync-unknown-flags",
+            BodyBuilder::sync(1, 2, 0b10).frame(FrameKind::Feed),
+        ),
+        (
+            "bad-subscribe-unknown-flags",
+            BodyBuilder::new()
+                .u8(0b11)
+                .u64(1)
+                .u64(2)
+                .frame(FrameKind::Subscribe),
+        ),
+        (
+            "bad-subscribe-truncated-cursor",
+            BodyBuilder::new()
+                .u8(SUBSCRIBE_RESUME)
+                .u64(1)
+                .u32(2)
+                .frame(FrameKind::Subscribe),
+        ),
+        (
+            "bad-subscribe-too-large",
+            BodyBuilder::subscribe_resume(1, 2)
+                .raw(&[0; MAX_SUBSCRIBE_BODY])
+                .frame(FrameKind::Subscribe),
+        ),
+    ];
+    for (name, frame) in feed_seeds {
+        seeds.push(seed(name, frame.to_vec(), Expect::Error));
+    }
     // Deterministic garbage.
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let garbage: Vec<u8> = (0..200)
@@ -206,6 +277,48 @@ fn seeds() -> Vec<Seed> {
         .collect();
     seeds.push(seed("bad-garbage", garbage, Expect::Error));
     seeds
+}
+
+/// The events of the "stream-feed-events" seed: a sync, a run of changes
+/// (with and without an inline value, a delete) numbered from the sync's
+/// next sequence number, a resync, and a sync announcing a gap.
+fn feed_stream() -> Vec<FeedEvent> {
+    let epoch = 0x0000_0001_0000_0002;
+    vec![
+        FeedEvent::Sync {
+            epoch,
+            next_seq: 100,
+            gap: false,
+        },
+        FeedEvent::Change {
+            seq: 100,
+            change: Change {
+                expiration: Some(1_900_000_000),
+                value: Some(InlineValue {
+                    metadata: Some(meta(r#"{"v":1}"#)),
+                    value: bytes::Bytes::from_static(b"one"),
+                }),
+                ..plain_change("users", "a", 1)
+            },
+        },
+        FeedEvent::Change {
+            seq: 101,
+            change: plain_change("users", "a/b", 2),
+        },
+        FeedEvent::Change {
+            seq: 102,
+            change: Change {
+                tombstone: true,
+                ..plain_change("users", "é", 3)
+            },
+        },
+        FeedEvent::Resync { seq: 103 },
+        FeedEvent::Sync {
+            epoch,
+            next_seq: 200,
+            gap: true,
+        },
+    ]
 }
 
 /// With `TIERKV_REGEN_CORPUS=1`, writes the seeds into the corpus, once per
@@ -277,6 +390,57 @@ fn seed_corpus_is_up_to_date() {
         FrameHeader::parse(&huge.bytes),
         Err(ProtoError::FrameTooLarge { .. })
     ));
+    // So is the oversized subscribe, at its own kind's limit.
+    let subscribe = seeds
+        .iter()
+        .find(|s| s.name == "bad-subscribe-too-large.bin")
+        .unwrap();
+    assert_eq!(
+        FrameHeader::parse(&subscribe.bytes),
+        Err(ProtoError::FrameTooLarge {
+            len: 17 + MAX_SUBSCRIBE_BODY,
+            max: MAX_SUBSCRIBE_BODY
+        })
+    );
+    // The feed stream decodes to its events, in order.
+    let stream = seeds
+        .iter()
+        .find(|s| s.name == "stream-feed-events.bin")
+        .unwrap();
+    let mut buf = BytesMut::from(&stream.bytes[..]);
+    let mut decoded = Vec::new();
+    while let Some(frame) = decode_frame(&mut buf).unwrap() {
+        match frame {
+            Frame::Feed(event) => decoded.push(event),
+            other => panic!("not a feed event: {other:?}"),
+        }
+    }
+    assert_eq!(decoded, feed_stream());
+    // Every frame kind and feed event kind is among the valid seeds.
+    let mut kinds = Vec::new();
+    for seed in &seeds {
+        let mut buf = BytesMut::from(&seed.bytes[..]);
+        while let Ok(Some(frame)) = decode_frame(&mut buf) {
+            kinds.push(match frame {
+                Frame::Request(_) => "request",
+                Frame::Response(_) => "response",
+                Frame::Feed(FeedEvent::Sync { .. }) => "sync",
+                Frame::Feed(FeedEvent::Change { .. }) => "change",
+                Frame::Feed(FeedEvent::Resync { .. }) => "resync",
+                Frame::Subscribe(_) => "subscribe",
+            });
+        }
+    }
+    for kind in [
+        "request",
+        "response",
+        "sync",
+        "change",
+        "resync",
+        "subscribe",
+    ] {
+        assert!(kinds.contains(&kind), "no valid {kind} seed");
+    }
 
     regenerate_if_asked();
     let dir = corpus_dir();

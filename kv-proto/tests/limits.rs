@@ -10,13 +10,15 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use common::*;
 use kv_proto::limits::{
-    MAX_CURSOR_LEN, MAX_INVALIDATION_BODY, MAX_KEY_LEN, MAX_LIST_LIMIT, MAX_MESSAGE_LEN,
-    MAX_METADATA_LEN, MAX_NAMESPACE_LEN, MAX_REQUEST_BODY, MAX_RESPONSE_BODY, MAX_VALUE_LEN,
+    MAX_CURSOR_LEN, MAX_FEED_BODY, MAX_INLINE_VALUE, MAX_KEY_LEN, MAX_LIST_LIMIT, MAX_MESSAGE_LEN,
+    MAX_METADATA_LEN, MAX_NAMESPACE_LEN, MAX_REQUEST_BODY, MAX_RESPONSE_BODY, MAX_SUBSCRIBE_BODY,
+    MAX_VALUE_LEN,
 };
 use kv_proto::{
-    Body, ErrorSource, FRAME_HEADER_LEN, Frame, FrameHeader, FrameKind, Key, ListRequest, Metadata,
-    Namespace, Op, ProtoError, PutRequest, Request, RequestId, Response, Status, decode_frame,
-    decode_invalidation, decode_request, decode_response,
+    Body, Change, Cursor, ErrorSource, FRAME_HEADER_LEN, FeedEvent, Frame, FrameHeader, FrameKind,
+    InlineValue, Key, ListRequest, Metadata, Namespace, Op, ProtoError, PutRequest, Request,
+    RequestId, Response, Status, Subscribe, decode_feed_event, decode_frame, decode_request,
+    decode_response, decode_subscribe,
 };
 
 /// The error a request body is rejected with, checking the id came back.
@@ -38,7 +40,26 @@ fn the_limits_are_what_the_docs_say() {
     // Room in each frame for its largest body.
     const { assert!(MAX_REQUEST_BODY > MAX_VALUE_LEN) };
     const { assert!(MAX_RESPONSE_BODY > MAX_VALUE_LEN) };
-    const { assert!(MAX_INVALIDATION_BODY >= 1 + MAX_NAMESPACE_LEN + 2 + MAX_KEY_LEN + 8) };
+    assert_eq!(MAX_INLINE_VALUE, 64 * 1024);
+    const { assert!(MAX_INLINE_VALUE < MAX_VALUE_LEN) };
+    // The largest change: kind, seq, namespace, key, version, commit time,
+    // flags, expiration, metadata and an inline value at the limit.
+    const {
+        assert!(
+            MAX_FEED_BODY
+                >= 1 + 8
+                    + (1 + MAX_NAMESPACE_LEN)
+                    + (2 + MAX_KEY_LEN)
+                    + 8
+                    + 8
+                    + 1
+                    + 8
+                    + (2 + MAX_METADATA_LEN)
+                    + (4 + MAX_INLINE_VALUE)
+        )
+    };
+    // The largest subscribe: flags and a cursor.
+    const { assert!(MAX_SUBSCRIBE_BODY >= 1 + 8 + 8) };
 }
 
 // ---------------------------------------------------------------------- keys
@@ -107,10 +128,14 @@ fn key_one_byte_over_is_refused_on_the_wire() {
         ProtoError::KeyTooLong { len: 513 }
     );
 
-    let invalidation = BodyBuilder::new().target(b"n", &long).u64(1);
-    let err = decode_invalidation(invalidation.body()).unwrap_err();
+    let change = BodyBuilder::change(1, b"n", &long, 0);
+    let err = decode_feed_event(change.clone().body()).unwrap_err();
     assert_eq!(err, ProtoError::KeyTooLong { len: 513 });
     assert_eq!(err.status(), Status::TooLarge);
+    assert_eq!(
+        decode_frame(&mut change.frame(FrameKind::Feed)).unwrap_err(),
+        ProtoError::KeyTooLong { len: 513 }
+    );
 
     let page = BodyBuilder::response(1, 0, 4, BODY_PAGE)
         .u16(1)
@@ -146,9 +171,9 @@ fn empty_key_is_refused() {
 
     let get = BodyBuilder::request(6, OP_GET).target(b"n", b"").u8(0);
     assert_eq!(request_error(get, 6), ProtoError::EmptyKey);
-    let invalidation = BodyBuilder::new().target(b"n", b"").u64(1);
+    let change = BodyBuilder::change(1, b"n", b"", CHANGE_TOMBSTONE);
     assert_eq!(
-        decode_invalidation(invalidation.body()).unwrap_err(),
+        decode_feed_event(change.body()).unwrap_err(),
         ProtoError::EmptyKey
     );
     let page = BodyBuilder::response(1, 0, 4, BODY_PAGE)
@@ -262,7 +287,8 @@ fn frame_header_at_the_limit_is_accepted_before_the_body_arrives() {
     for (kind, max) in [
         (FrameKind::Request, MAX_REQUEST_BODY),
         (FrameKind::Response, MAX_RESPONSE_BODY),
-        (FrameKind::Invalidation, MAX_INVALIDATION_BODY),
+        (FrameKind::Feed, MAX_FEED_BODY),
+        (FrameKind::Subscribe, MAX_SUBSCRIBE_BODY),
     ] {
         let mut buf = header_bytes(kind, max);
         assert_eq!(
@@ -284,7 +310,8 @@ fn frame_header_over_the_limit_is_refused_before_the_body_arrives() {
     for (kind, max) in [
         (FrameKind::Request, MAX_REQUEST_BODY),
         (FrameKind::Response, MAX_RESPONSE_BODY),
-        (FrameKind::Invalidation, MAX_INVALIDATION_BODY),
+        (FrameKind::Feed, MAX_FEED_BODY),
+        (FrameKind::Subscribe, MAX_SUBSCRIBE_BODY),
     ] {
         for len in [max + 1, u32::MAX as usize] {
             let mut buf = header_bytes(kind, len);
@@ -299,16 +326,100 @@ fn frame_header_over_the_limit_is_refused_before_the_body_arrives() {
     }
 }
 
+/// A change with everything at its limit: the longest namespace and key,
+/// an expiration, the largest metadata and an inline value of
+/// [`MAX_INLINE_VALUE`] bytes.
+fn largest_change(value_len: usize) -> FeedEvent {
+    FeedEvent::Change {
+        seq: u64::MAX,
+        change: Change {
+            namespace: Namespace::new("n".repeat(MAX_NAMESPACE_LEN)).unwrap(),
+            key: Key::new("😀".repeat(MAX_KEY_LEN / 4)).unwrap(),
+            version: u64::MAX,
+            tombstone: false,
+            expiration: Some(u64::MAX),
+            commit_ms: u64::MAX,
+            value: Some(InlineValue {
+                metadata: Some(Metadata::new(json_string_of_len(MAX_METADATA_LEN)).unwrap()),
+                value: Bytes::from(vec![0xee; value_len]),
+            }),
+        },
+    }
+}
+
 #[test]
-fn invalidation_body_at_its_largest_fits() {
-    let frame = Frame::Invalidation(kv_proto::Invalidation {
-        namespace: Namespace::new("n".repeat(MAX_NAMESPACE_LEN)).unwrap(),
-        key: Key::new("k".repeat(MAX_KEY_LEN)).unwrap(),
-        version: u64::MAX,
+fn feed_body_at_its_largest_fits() {
+    let frame = Frame::Feed(largest_change(MAX_INLINE_VALUE));
+    let mut buf = encode(&frame);
+    let body_len = FrameHeader::parse(&buf).unwrap().unwrap().body_len;
+    assert!(body_len > MAX_INLINE_VALUE + MAX_KEY_LEN + MAX_METADATA_LEN);
+    assert!(body_len <= MAX_FEED_BODY);
+    assert_eq!(decode_frame(&mut buf).unwrap(), Some(frame));
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn subscribe_body_at_its_largest_fits() {
+    let frame = Frame::Subscribe(Subscribe {
+        resume: Some(Cursor {
+            epoch: u64::MAX,
+            next_seq: u64::MAX,
+        }),
     });
     let mut buf = encode(&frame);
-    assert!(FrameHeader::parse(&buf).unwrap().unwrap().body_len <= MAX_INVALIDATION_BODY);
+    let body_len = FrameHeader::parse(&buf).unwrap().unwrap().body_len;
+    assert_eq!(body_len, 17);
+    assert!(body_len <= MAX_SUBSCRIBE_BODY);
+    let body = buf.clone().freeze().slice(FRAME_HEADER_LEN..);
+    assert_eq!(
+        decode_subscribe(body).map(Frame::Subscribe).as_ref(),
+        Ok(&frame)
+    );
     assert_eq!(decode_frame(&mut buf).unwrap(), Some(frame));
+}
+
+#[test]
+fn inline_value_at_the_limit_is_accepted_on_the_wire() {
+    let value = vec![0x11; MAX_INLINE_VALUE];
+    let body = BodyBuilder::change(3, b"n", b"k", CHANGE_VALUE).bytes32(&value);
+    let FeedEvent::Change { change, .. } = decode_feed_event(body.body()).unwrap() else {
+        panic!("not a change");
+    };
+    assert_eq!(change.value.unwrap().value.len(), MAX_INLINE_VALUE);
+}
+
+#[test]
+fn inline_value_one_byte_over_is_refused() {
+    let over = ProtoError::FieldTooLong {
+        field: "inline value",
+        len: MAX_INLINE_VALUE + 1,
+        max: MAX_INLINE_VALUE,
+    };
+    // Whole, hand-built.
+    let body =
+        BodyBuilder::change(3, b"n", b"k", CHANGE_VALUE).bytes32(&vec![0x11; MAX_INLINE_VALUE + 1]);
+    assert_eq!(decode_feed_event(body.clone().body()).unwrap_err(), over);
+    let mut frame = body.frame(FrameKind::Feed);
+    assert_eq!(decode_frame(&mut frame).unwrap_err(), over);
+    assert!(frame.is_empty(), "the bad frame was consumed");
+    // Only the length prefix: refused before the bytes arrive.
+    let prefix = BodyBuilder::change(3, b"n", b"k", CHANGE_VALUE | CHANGE_METADATA)
+        .bytes16(b"{}")
+        .u32(u32::try_from(MAX_INLINE_VALUE + 1).unwrap());
+    assert_eq!(decode_feed_event(prefix.body()).unwrap_err(), over);
+    let prefix = BodyBuilder::change(3, b"n", b"k", CHANGE_VALUE).u32(u32::MAX);
+    assert_eq!(
+        decode_feed_event(prefix.body()).unwrap_err(),
+        ProtoError::FieldTooLong {
+            field: "inline value",
+            len: u32::MAX as usize,
+            max: MAX_INLINE_VALUE,
+        }
+    );
+    // The encoder does not check; the decoder refuses what it wrote.
+    let mut buf = encode(&Frame::Feed(largest_change(MAX_INLINE_VALUE + 1)));
+    assert!(FrameHeader::parse(&buf).unwrap().unwrap().body_len <= MAX_FEED_BODY);
+    assert_eq!(decode_frame(&mut buf).unwrap_err(), over);
 }
 
 // ------------------------------------------------------------------ metadata
@@ -453,9 +564,9 @@ fn namespace_limits_on_the_wire() {
             ProtoError::InvalidNamespace,
             "{name:?}"
         );
-        let invalidation = BodyBuilder::new().target(name, b"k").u64(1);
+        let change = BodyBuilder::change(1, name, b"k", 0);
         assert_eq!(
-            decode_invalidation(invalidation.body()).unwrap_err(),
+            decode_feed_event(change.body()).unwrap_err(),
             ProtoError::InvalidNamespace
         );
     }

@@ -8,8 +8,9 @@ mod common;
 use bytes::{Bytes, BytesMut};
 use common::*;
 use kv_proto::{
-    FRAME_HEADER_LEN, Frame, FrameHeader, FrameKind, PROTOCOL_VERSION, ProtoError, RejectedRequest,
-    RequestId, decode_frame, decode_invalidation, decode_request, decode_response, encode_frame,
+    FRAME_HEADER_LEN, FeedEvent, Frame, FrameHeader, FrameKind, PROTOCOL_VERSION, ProtoError,
+    RejectedRequest, RequestId, Status, decode_feed_event, decode_frame, decode_request,
+    decode_response, decode_subscribe, encode_frame,
 };
 use proptest::prelude::*;
 
@@ -20,9 +21,18 @@ fn decode_body(kind: FrameKind, body: Bytes) -> Result<Frame, ProtoError> {
             .map(Frame::Request)
             .map_err(|r| r.error),
         FrameKind::Response => decode_response(body).map(Frame::Response),
-        FrameKind::Invalidation => decode_invalidation(body).map(Frame::Invalidation),
+        FrameKind::Feed => decode_feed_event(body).map(Frame::Feed),
+        FrameKind::Subscribe => decode_subscribe(body).map(Frame::Subscribe),
     }
 }
+
+/// Every frame kind.
+const KINDS: [FrameKind; 4] = [
+    FrameKind::Request,
+    FrameKind::Response,
+    FrameKind::Feed,
+    FrameKind::Subscribe,
+];
 
 /// A header with raw fields, as `FrameHeader::to_bytes` cannot write bad ones.
 fn raw_header(version: u8, kind: u8, reserved: u16, body_len: u32) -> BytesMut {
@@ -150,7 +160,7 @@ fn a_version_1_frame_is_refused() {
     assert_eq!(err.status(), kv_proto::Status::BadRequest);
     assert_eq!(v1, original, "a version-1 frame was consumed");
     // The header alone is enough to refuse it, for every kind.
-    for kind in [1, 2, 3] {
+    for kind in [1, 2, 3, 4] {
         let mut header = raw_header(1, kind, 0, 0);
         assert_eq!(
             decode_frame(&mut header).unwrap_err(),
@@ -172,15 +182,24 @@ fn a_version_1_frame_is_refused() {
 
 #[test]
 fn unknown_frame_kind() {
-    for kind in [0, 4, 0x80, 0xff] {
+    for kind in [0, 5, 0x80, 0xff] {
         let mut buf = raw_header(PROTOCOL_VERSION, kind, 0, 0);
         assert_eq!(
             decode_frame(&mut buf).unwrap_err(),
             ProtoError::UnknownFrameKind(kind)
         );
+        assert_eq!(buf.len(), FRAME_HEADER_LEN, "a bad header was consumed");
         assert_eq!(
             ProtoError::UnknownFrameKind(kind).status(),
             kv_proto::Status::BadRequest
+        );
+    }
+    // 3 (once the invalidation's) and 4 are known: the feed and subscribe.
+    for (code, kind) in [(3, FrameKind::Feed), (4, FrameKind::Subscribe)] {
+        let header = raw_header(PROTOCOL_VERSION, code, 0, 1);
+        assert_eq!(
+            FrameHeader::parse(&header).unwrap(),
+            Some(FrameHeader { kind, body_len: 1 })
         );
     }
 }
@@ -231,7 +250,7 @@ fn unknown_op_code() {
 
 #[test]
 fn unknown_status_tier_and_body_kind_codes() {
-    for status in [8, 0xff] {
+    for status in [9, 0xff] {
         let body = BodyBuilder::response(1, status, 0, BODY_EMPTY).body();
         assert_eq!(
             decode_response(body).unwrap_err(),
@@ -251,7 +270,7 @@ fn unknown_status_tier_and_body_kind_codes() {
             }
         );
     }
-    for kind in [6, 0xff] {
+    for kind in [7, 0xff] {
         let body = BodyBuilder::response(1, 0, 1, kind).body();
         assert_eq!(
             decode_response(body).unwrap_err(),
@@ -261,7 +280,7 @@ fn unknown_status_tier_and_body_kind_codes() {
             }
         );
     }
-    assert!(kv_proto::Status::from_code(8).is_err());
+    assert!(kv_proto::Status::from_code(9).is_err());
     assert!(kv_proto::ErrorSource::from_code(0).is_err());
     assert!(
         kv_proto::Tier::from_code(0).is_err(),
@@ -271,7 +290,7 @@ fn unknown_status_tier_and_body_kind_codes() {
 
 #[test]
 fn unknown_flag_bits() {
-    for flags in [0b100, 0x80, 0xff] {
+    for flags in [0b1000, 0x80, 0xff] {
         let get = BodyBuilder::request(1, OP_GET)
             .target(b"n", b"k")
             .u8(flags)
@@ -384,11 +403,20 @@ fn invalid_utf8_in_text_fields() {
         decode_request(get.body()).unwrap_err().error,
         ProtoError::InvalidUtf8 { field: "key" }
     );
-    let invalidation = BodyBuilder::new().target(b"n", b"\xff").u64(1);
-    assert_eq!(
-        decode_invalidation(invalidation.body()).unwrap_err(),
-        ProtoError::InvalidUtf8 { field: "key" }
-    );
+    for key in [&b"\xff"[..], bad, b"\xed\xa0\x80"] {
+        let change = BodyBuilder::change(1, b"n", key, 0);
+        assert_eq!(
+            decode_feed_event(change.clone().body()).unwrap_err(),
+            ProtoError::InvalidUtf8 { field: "key" },
+            "{key:?}"
+        );
+        let mut frame = change.frame(FrameKind::Feed);
+        assert_eq!(
+            decode_frame(&mut frame).unwrap_err(),
+            ProtoError::InvalidUtf8 { field: "key" }
+        );
+        assert!(frame.is_empty(), "the bad frame was consumed");
+    }
     let list = BodyBuilder::request(1, OP_LIST)
         .bytes8(b"n")
         .bytes16(bad)
@@ -641,15 +669,18 @@ fn truncated_error_and_deleted_bodies() {
         .failure(SOURCE_UPSTREAM, ERROR_RETRYABLE)
         .bytes16(b"m")
         .body();
-    // Id, status, tier and body kind take 11 bytes.
+    // Id, status, tier, age and body kind take 15 bytes.
     let fields = [
-        (11, "error source"),
-        (12, "error flags"),
-        (13, "message"),
-        (14, "message"),
-        (15, "message"),
+        (11, "age"),
+        (13, "age"),
+        (14, "body kind"),
+        (15, "error source"),
+        (16, "error flags"),
+        (17, "message"),
+        (18, "message"),
+        (19, "message"),
     ];
-    assert_eq!(error.len(), 16);
+    assert_eq!(error.len(), 20);
     for (len, field) in fields {
         assert_eq!(
             decode_response(error.slice(..len)).unwrap_err(),
@@ -660,7 +691,7 @@ fn truncated_error_and_deleted_bodies() {
     assert!(decode_response(error).is_ok());
 
     let deleted = BodyBuilder::response(1, 1, 1, BODY_DELETED).u64(7).body();
-    for len in 11..19 {
+    for len in 15..23 {
         assert_eq!(
             decode_response(deleted.slice(..len)).unwrap_err(),
             ProtoError::Truncated { field: "version" },
@@ -695,22 +726,330 @@ fn empty_input() {
         decode_response(Bytes::new()),
         Err(ProtoError::Truncated { .. })
     ));
-    assert!(matches!(
-        decode_invalidation(Bytes::new()),
-        Err(ProtoError::Truncated { .. })
-    ));
+    assert_eq!(
+        decode_feed_event(Bytes::new()),
+        Err(ProtoError::Truncated {
+            field: "feed event kind"
+        })
+    );
+    assert_eq!(
+        decode_subscribe(Bytes::new()),
+        Err(ProtoError::Truncated {
+            field: "subscribe flags"
+        })
+    );
     // A header declaring an empty body: no kind has an empty body.
-    for kind in [
-        FrameKind::Request,
-        FrameKind::Response,
-        FrameKind::Invalidation,
-    ] {
+    for kind in KINDS {
         let mut buf = BodyBuilder::new().frame(kind);
-        assert!(matches!(
-            decode_frame(&mut buf),
-            Err(ProtoError::Truncated { .. })
-        ));
+        assert!(
+            matches!(decode_frame(&mut buf), Err(ProtoError::Truncated { .. })),
+            "{kind:?}"
+        );
+        assert!(buf.is_empty(), "the empty frame was consumed");
     }
+}
+
+// ---------------------------------------------------------------------- feed
+
+/// Decodes `body` as a feed event both ways, as a body and as a whole frame,
+/// checks both give `expected` and that the frame was consumed.
+fn assert_feed_error(body: BodyBuilder, expected: &ProtoError) {
+    assert_eq!(
+        decode_feed_event(body.clone().body()).as_ref(),
+        Err(expected),
+        "{:x?}",
+        body.0
+    );
+    let mut frame = body.frame(FrameKind::Feed);
+    assert_eq!(decode_frame(&mut frame).as_ref(), Err(expected));
+    assert!(frame.is_empty(), "the bad frame was consumed");
+}
+
+/// The same for a subscribe body.
+fn assert_subscribe_error(body: BodyBuilder, expected: &ProtoError) {
+    assert_eq!(
+        decode_subscribe(body.clone().body()).as_ref(),
+        Err(expected),
+        "{:x?}",
+        body.0
+    );
+    let mut frame = body.frame(FrameKind::Subscribe);
+    assert_eq!(decode_frame(&mut frame).as_ref(), Err(expected));
+    assert!(frame.is_empty(), "the bad frame was consumed");
+}
+
+#[test]
+fn unknown_feed_event_kind() {
+    for kind in [0, 4, 0x80, 0xff] {
+        let err = ProtoError::InvalidCode {
+            field: "feed event kind",
+            code: kind,
+        };
+        assert_eq!(err.status(), Status::BadRequest);
+        // Alone, and followed by what a resync would hold.
+        assert_feed_error(BodyBuilder::new().u8(kind), &err);
+        assert_feed_error(BodyBuilder::new().u8(kind).u64(1), &err);
+    }
+    // The known kinds, each with a whole body, decode.
+    for body in [
+        BodyBuilder::sync(1, 2, 0),
+        BodyBuilder::change(1, b"n", b"k", 0),
+        BodyBuilder::new().u8(FEED_RESYNC).u64(1),
+    ] {
+        assert!(decode_feed_event(body.body()).is_ok());
+    }
+}
+
+/// Every value of a change's flags byte: unknown bits are refused, so are
+/// metadata without a value and a tombstone with a value, and everything
+/// else decodes to what the bits say.
+#[test]
+fn every_change_flags_byte() {
+    for flags in 0..=u8::MAX {
+        // The fields the flags announce, in their order.
+        let mut body = BodyBuilder::change(5, b"n", b"k", flags);
+        if flags & CHANGE_EXPIRATION != 0 {
+            body = body.u64(1_900_000_000);
+        }
+        if flags & CHANGE_METADATA != 0 {
+            body = body.bytes16(b"{}");
+        }
+        if flags & CHANGE_VALUE != 0 {
+            body = body.bytes32(b"v");
+        }
+        let tombstone = flags & CHANGE_TOMBSTONE != 0;
+        let has_value = flags & CHANGE_VALUE != 0;
+        let has_metadata = flags & CHANGE_METADATA != 0;
+        if flags & !CHANGE_KNOWN_FLAGS != 0 {
+            assert_feed_error(
+                body,
+                &ProtoError::UnknownFlags {
+                    field: "change",
+                    flags,
+                },
+            );
+        } else if (has_metadata && !has_value) || (tombstone && has_value) {
+            assert_feed_error(
+                body,
+                &ProtoError::InvalidCode {
+                    field: "change flags",
+                    code: flags,
+                },
+            );
+        } else {
+            let Ok(FeedEvent::Change { seq, change }) = decode_feed_event(body.body()) else {
+                panic!("{flags:#06b} was refused");
+            };
+            assert_eq!(seq, 5);
+            assert_eq!(change.namespace, ns("n"));
+            assert_eq!(change.key, key("k"));
+            assert_eq!(change.version, SAMPLE_VERSION);
+            assert_eq!(change.commit_ms, SAMPLE_COMMIT_MS);
+            assert_eq!(change.tombstone, tombstone, "{flags:#06b}");
+            assert_eq!(
+                change.expiration,
+                (flags & CHANGE_EXPIRATION != 0).then_some(1_900_000_000),
+                "{flags:#06b}"
+            );
+            let value = change.value.as_ref();
+            assert_eq!(value.is_some(), has_value, "{flags:#06b}");
+            assert_eq!(
+                value.and_then(|v| v.metadata.as_ref()).map(|m| m.as_str()),
+                has_metadata.then_some("{}"),
+                "{flags:#06b}"
+            );
+            if let Some(value) = value {
+                assert_eq!(&value.value[..], b"v");
+            }
+        }
+    }
+}
+
+#[test]
+fn unknown_change_flag_bits() {
+    for flags in [0x10, 0x20, 0x80, 0xf0, 0xff] {
+        assert_feed_error(
+            BodyBuilder::change(1, b"n", b"k", flags),
+            &ProtoError::UnknownFlags {
+                field: "change",
+                flags,
+            },
+        );
+    }
+}
+
+#[test]
+fn change_with_metadata_but_no_value_is_refused() {
+    for flags in [
+        CHANGE_METADATA,
+        CHANGE_METADATA | CHANGE_EXPIRATION,
+        CHANGE_METADATA | CHANGE_TOMBSTONE,
+    ] {
+        let err = ProtoError::InvalidCode {
+            field: "change flags",
+            code: flags,
+        };
+        assert_eq!(err.status(), Status::BadRequest);
+        // With the metadata present, and with the body ending at the flags.
+        assert_feed_error(
+            BodyBuilder::change(1, b"n", b"k", flags)
+                .u64(1)
+                .bytes16(b"{}"),
+            &err,
+        );
+        assert_feed_error(BodyBuilder::change(1, b"n", b"k", flags), &err);
+    }
+}
+
+#[test]
+fn tombstone_with_a_value_is_refused() {
+    for flags in [
+        CHANGE_TOMBSTONE | CHANGE_VALUE,
+        CHANGE_TOMBSTONE | CHANGE_VALUE | CHANGE_METADATA,
+        CHANGE_KNOWN_FLAGS,
+    ] {
+        let mut body = BodyBuilder::change(1, b"n", b"k", flags);
+        if flags & CHANGE_EXPIRATION != 0 {
+            body = body.u64(1);
+        }
+        if flags & CHANGE_METADATA != 0 {
+            body = body.bytes16(b"{}");
+        }
+        assert_feed_error(
+            body.bytes32(b"v"),
+            &ProtoError::InvalidCode {
+                field: "change flags",
+                code: flags,
+            },
+        );
+    }
+    // The encoder writes what it is given; the decoder refuses it.
+    let frame = Frame::Feed(FeedEvent::Change {
+        seq: 1,
+        change: kv_proto::Change {
+            tombstone: true,
+            value: Some(kv_proto::InlineValue {
+                metadata: None,
+                value: Bytes::from_static(b"v"),
+            }),
+            ..plain_change("n", "k", 1)
+        },
+    });
+    let mut buf = encode(&frame);
+    assert_eq!(
+        decode_frame(&mut buf).unwrap_err(),
+        ProtoError::InvalidCode {
+            field: "change flags",
+            code: CHANGE_TOMBSTONE | CHANGE_VALUE
+        }
+    );
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn unknown_sync_flag_bits() {
+    for flags in 0..=u8::MAX {
+        let body = BodyBuilder::sync(3, 4, flags);
+        if flags & !SYNC_GAP == 0 {
+            assert_eq!(
+                decode_feed_event(body.body()).unwrap(),
+                FeedEvent::Sync {
+                    epoch: 3,
+                    next_seq: 4,
+                    gap: flags == SYNC_GAP
+                }
+            );
+        } else {
+            assert_feed_error(
+                body,
+                &ProtoError::UnknownFlags {
+                    field: "sync",
+                    flags,
+                },
+            );
+        }
+    }
+}
+
+#[test]
+fn trailing_bytes_after_a_feed_event() {
+    for (body, extra) in [
+        (BodyBuilder::sync(1, 2, SYNC_GAP), 1),
+        (BodyBuilder::new().u8(FEED_RESYNC).u64(1), 8),
+        (BodyBuilder::change(1, b"n", b"k", CHANGE_TOMBSTONE), 3),
+        // A value's bytes past its declared length.
+        (
+            BodyBuilder::change(1, b"n", b"k", CHANGE_VALUE).bytes32(b"v"),
+            2,
+        ),
+    ] {
+        assert!(decode_feed_event(body.clone().body()).is_ok());
+        let body = body.raw(&vec![0xaa; extra]);
+        assert_feed_error(body, &ProtoError::TrailingBytes(extra));
+    }
+}
+
+// ----------------------------------------------------------------- subscribe
+
+#[test]
+fn unknown_subscribe_flag_bits() {
+    for flags in 0..=u8::MAX {
+        // The cursor is there whatever the flags say.
+        let body = BodyBuilder::new().u8(flags).u64(7).u64(8);
+        match flags {
+            0 => assert_subscribe_error(body, &ProtoError::TrailingBytes(16)),
+            SUBSCRIBE_RESUME => assert_eq!(
+                decode_subscribe(body.body()).unwrap().resume,
+                Some(kv_proto::Cursor {
+                    epoch: 7,
+                    next_seq: 8
+                })
+            ),
+            _ => {
+                let err = ProtoError::UnknownFlags {
+                    field: "subscribe",
+                    flags,
+                };
+                assert_eq!(err.status(), Status::BadRequest);
+                assert_subscribe_error(body, &err);
+                // Refused from the flags alone.
+                assert_subscribe_error(BodyBuilder::new().u8(flags), &err);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_subscribe_cut_inside_its_cursor_is_truncated() {
+    let whole = BodyBuilder::subscribe_resume(0x0102_0304_0506_0708, 0x1112_1314_1516_1718);
+    assert_eq!(whole.0.len(), 17);
+    assert!(decode_subscribe(whole.clone().body()).is_ok());
+    for len in 1..17 {
+        let field = if len < 9 { "epoch" } else { "next_seq" };
+        assert_subscribe_error(
+            BodyBuilder(whole.0[..len].to_vec()),
+            &ProtoError::Truncated { field },
+        );
+    }
+    // A first subscription is one byte; a resume flag promises more.
+    assert!(decode_subscribe(BodyBuilder::new().u8(0).body()).is_ok());
+    assert_subscribe_error(
+        BodyBuilder::new().u8(SUBSCRIBE_RESUME),
+        &ProtoError::Truncated { field: "epoch" },
+    );
+}
+
+/// A subscribe over its small limit is refused from its header alone.
+#[test]
+fn an_oversized_subscribe_is_refused_from_its_header() {
+    let max = kv_proto::limits::MAX_SUBSCRIBE_BODY;
+    let mut buf = BodyBuilder::subscribe_resume(1, 2)
+        .raw(&vec![0; max + 1 - 17])
+        .frame(FrameKind::Subscribe);
+    let original = buf.clone();
+    let expected = ProtoError::FrameTooLarge { len: max + 1, max };
+    assert_eq!(decode_frame(&mut buf).unwrap_err(), expected);
+    assert_eq!(buf, original, "a bad header was consumed");
 }
 
 // ------------------------------------------------------------------ proptest
@@ -739,24 +1078,42 @@ fn feed(data: &[u8]) -> Result<(), TestCaseError> {
     if let Ok(response) = decode_response(body.clone()) {
         assert_reencodes(&Frame::Response(response))?;
     }
-    if let Ok(invalidation) = decode_invalidation(body) {
-        assert_reencodes(&Frame::Invalidation(invalidation))?;
+    if let Ok(event) = decode_feed_event(body.clone()) {
+        assert_reencodes(&Frame::Feed(event))?;
+    }
+    if let Ok(subscribe) = decode_subscribe(body) {
+        assert_reencodes(&Frame::Subscribe(subscribe))?;
     }
     Ok(())
 }
 
-/// Arbitrary bytes behind a valid header of a random kind, so the body
-/// decoders see most of the input.
+/// Arbitrary bytes behind a valid header of a random kind, within that
+/// kind's limit, so the body decoders see most of the input.
 fn with_header() -> impl Strategy<Value = Vec<u8>> {
-    (
-        proptest::sample::select(vec![
-            FrameKind::Request,
-            FrameKind::Response,
-            FrameKind::Invalidation,
-        ]),
-        proptest::collection::vec(any::<u8>(), 0..2048),
-    )
+    proptest::sample::select(KINDS.to_vec())
+        .prop_flat_map(|kind| {
+            let len = kind.max_body_len().min(2047);
+            (Just(kind), proptest::collection::vec(any::<u8>(), 0..=len))
+        })
         .prop_map(|(kind, body)| BodyBuilder(body).frame(kind).to_vec())
+}
+
+/// A feed event of a known kind (and for a change, known flags) with
+/// arbitrary bytes after it, so the change decoder sees more than its first
+/// byte.
+fn feed_body() -> impl Strategy<Value = Vec<u8>> {
+    (
+        proptest::sample::select(vec![FEED_SYNC, FEED_CHANGE, FEED_RESYNC]),
+        0..=CHANGE_KNOWN_FLAGS,
+        proptest::collection::vec(any::<u8>(), 0..64),
+    )
+        .prop_map(|(kind, flags, tail)| {
+            let body = match kind {
+                FEED_CHANGE => BodyBuilder::change(1, b"n", b"k", flags),
+                kind => BodyBuilder::new().u8(kind).u64(1),
+            };
+            body.raw(&tail).frame(FrameKind::Feed).to_vec()
+        })
 }
 
 /// A valid frame with a few bytes overwritten, then cut short, doubled, or
@@ -803,6 +1160,13 @@ proptest! {
 
     #[test]
     fn arbitrary_bodies_never_panic(data in with_header()) {
+        feed(&data)?;
+        feed(&data[FRAME_HEADER_LEN..])?;
+        kv_proto::fuzzing::check_decoder(&data);
+    }
+
+    #[test]
+    fn arbitrary_feed_tails_never_panic(data in feed_body()) {
         feed(&data)?;
         feed(&data[FRAME_HEADER_LEN..])?;
         kv_proto::fuzzing::check_decoder(&data);

@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use common::*;
+use kv_proto::limits::MAX_INLINE_VALUE;
 use kv_proto::{
-    Body, DeleteRequest, Entry, ErrorSource, FRAME_HEADER_LEN, Failure, Frame, FrameHeader,
-    FrameKind, GetRequest, ListPage, ListedKey, Op, PutRequest, Request, RequestId, Response,
-    Status, Tier, WriteId, decode_frame, decode_invalidation, decode_request, decode_response,
+    Body, Change, Cursor, DeleteRequest, Entry, ErrorSource, FRAME_HEADER_LEN, Failure, FeedEvent,
+    Frame, FrameHeader, FrameKind, GetRequest, InlineValue, ListPage, ListedKey, Op, PutRequest,
+    Request, RequestId, Response, Status, Subscribe, Tier, WriteId, decode_feed_event,
+    decode_frame, decode_request, decode_response, decode_subscribe,
 };
 use proptest::prelude::*;
 
@@ -36,11 +38,13 @@ fn assert_round_trip(frame: &Frame) {
     match frame {
         Frame::Request(r) => assert_eq!(&decode_request(body).unwrap(), r),
         Frame::Response(r) => assert_eq!(&decode_response(body).unwrap(), r),
-        Frame::Invalidation(i) => assert_eq!(&decode_invalidation(body).unwrap(), i),
+        Frame::Feed(event) => assert_eq!(&decode_feed_event(body).unwrap(), event),
+        Frame::Subscribe(subscribe) => assert_eq!(&decode_subscribe(body).unwrap(), subscribe),
     }
 }
 
-/// The value a frame carries as a separate chunk, if any.
+/// The value a frame carries as a separate chunk, if any. A feed change's
+/// inline value is small and goes in the head with the rest of the event.
 fn carried_value(frame: &Frame) -> Option<&Bytes> {
     match frame {
         Frame::Request(Request {
@@ -68,8 +72,30 @@ proptest! {
     }
 
     #[test]
-    fn invalidation_round_trips(invalidation in invalidation_strategy()) {
-        assert_round_trip(&Frame::Invalidation(invalidation));
+    fn feed_event_round_trips(event in feed_event_strategy()) {
+        assert_round_trip(&Frame::Feed(event));
+    }
+
+    #[test]
+    fn subscribe_round_trips(subscribe in subscribe_strategy()) {
+        assert_round_trip(&Frame::Subscribe(subscribe));
+    }
+
+    /// `encode_feed_event` appends what `encode_frame` writes for the event,
+    /// after whatever the buffer already holds.
+    #[test]
+    fn encode_feed_event_matches_encode_frame(
+        event in feed_event_strategy(),
+        before in proptest::collection::vec(any::<u8>(), 0..32),
+    ) {
+        let frame = Frame::Feed(event.clone());
+        let mut buf = BytesMut::from(&before[..]);
+        kv_proto::encode_feed_event(&event, &mut buf);
+        prop_assert_eq!(&buf[..before.len()], &before[..]);
+        prop_assert_eq!(&buf[before.len()..], &encode(&frame)[..]);
+        let mut rest = buf.split_off(before.len());
+        prop_assert_eq!(decode_frame(&mut rest).unwrap(), Some(frame));
+        prop_assert!(rest.is_empty());
     }
 
     /// A value goes out as its own chunk, sharing memory with the frame's value.
@@ -156,8 +182,8 @@ fn every_status_tier_and_body_kind_round_trips() {
             }
         }
     }
-    assert_eq!(count, 5 * 8 * 11);
-    assert_eq!(Status::ALL.len(), 8);
+    assert_eq!(count, 5 * 9 * 11);
+    assert_eq!(Status::ALL.len(), 9);
     assert_eq!(Tier::ALL.len(), 4);
 }
 
@@ -181,6 +207,8 @@ fn new_codes_and_names() {
     assert_eq!(Status::Timeout.as_str(), "timeout");
     assert_eq!(Status::OutcomeUnknown.code(), 7);
     assert_eq!(Status::OutcomeUnknown.to_string(), "outcome_unknown");
+    assert_eq!(Status::VersionUnavailable.code(), 8);
+    assert_eq!(Status::VersionUnavailable.as_str(), "version_unavailable");
     assert_eq!(
         ErrorSource::ALL,
         [
@@ -214,6 +242,7 @@ fn status_retryable_failure_and_default_source() {
         (Status::Internal, false, true, ErrorSource::Local),
         (Status::Timeout, true, true, ErrorSource::Local),
         (Status::OutcomeUnknown, true, true, ErrorSource::Local),
+        (Status::VersionUnavailable, true, true, ErrorSource::Local),
     ];
     assert_eq!(table.len(), Status::ALL.len());
     for (status, retryable, is_failure, source) in table {
@@ -272,7 +301,12 @@ fn split_at_every_byte_boundary() {
             .1,
         sample_frames()
             .into_iter()
-            .find(|(n, _)| *n == "invalidation")
+            .find(|(n, _)| *n == "feed-change")
+            .unwrap()
+            .1,
+        sample_frames()
+            .into_iter()
+            .find(|(n, _)| *n == "subscribe-resume")
             .unwrap()
             .1,
     ];
@@ -525,8 +559,37 @@ fn response_value(status: Status, body: Body) -> Response {
         id: RequestId(1),
         status,
         tier: Some(Tier::Edge),
+        age_ms: 0,
         body,
     }
+}
+
+#[test]
+fn a_response_carries_the_age_of_its_copy() {
+    let entry = Entry {
+        version: 3,
+        expiration: None,
+        metadata: None,
+        value: Bytes::from_static(b"v"),
+    };
+    let aged = Response::entry(RequestId(2), Tier::RegionalDisk, entry)
+        .with_age(std::time::Duration::from_millis(1_234));
+    assert_eq!(aged.age_ms, 1_234);
+    assert_round_trip(&Frame::Response(aged.clone()));
+    let ancient = aged.with_age(std::time::Duration::from_secs(u64::MAX / 2));
+    assert_eq!(ancient.age_ms, u32::MAX, "ages saturate");
+    assert_eq!(
+        Response::not_found(RequestId(3), Tier::Origin).read_version(),
+        Some(0)
+    );
+    assert_eq!(
+        Response::deleted(RequestId(3), Tier::Origin, 9).read_version(),
+        Some(9)
+    );
+    assert_eq!(
+        Response::error(RequestId(3), Status::Unavailable, "m").read_version(),
+        None
+    );
 }
 
 #[test]
@@ -848,8 +911,9 @@ fn deleted_round_trips() {
             let frame = Frame::Response(response);
             assert_round_trip(&frame);
             let encoded = encode(&frame);
-            // Body kind 5, then the version, and nothing else.
-            let at = FRAME_HEADER_LEN + 8 + 1 + 1;
+            // After id, status, tier and age: body kind 5, then the
+            // version, and nothing else.
+            let at = FRAME_HEADER_LEN + 8 + 1 + 1 + 4;
             assert_eq!(encoded[at], BODY_DELETED);
             assert_eq!(&encoded[at + 1..], &version.to_be_bytes());
         }
@@ -867,12 +931,215 @@ fn frame_kinds_and_limits() {
         kv_proto::limits::MAX_RESPONSE_BODY
     );
     assert_eq!(
-        FrameKind::Invalidation.max_body_len(),
-        kv_proto::limits::MAX_INVALIDATION_BODY
+        FrameKind::Feed.max_body_len(),
+        kv_proto::limits::MAX_FEED_BODY
+    );
+    assert_eq!(
+        FrameKind::Subscribe.max_body_len(),
+        kv_proto::limits::MAX_SUBSCRIBE_BODY
     );
     assert_eq!(FrameKind::Request.name(), "request");
     assert_eq!(FrameKind::Response.name(), "response");
-    assert_eq!(FrameKind::Invalidation.name(), "invalidation");
+    assert_eq!(FrameKind::Feed.name(), "feed");
+    assert_eq!(FrameKind::Subscribe.name(), "subscribe");
+    // The codes on the wire: the feed took the old invalidation's 3.
+    for (kind, code) in [
+        (FrameKind::Request, 1u8),
+        (FrameKind::Response, 2),
+        (FrameKind::Feed, 3),
+        (FrameKind::Subscribe, 4),
+    ] {
+        assert_eq!(kind as u8, code);
+        let header = FrameHeader { kind, body_len: 0 }.to_bytes();
+        assert_eq!(header[1], code);
+        assert_eq!(FrameHeader::parse(&header).unwrap().unwrap().kind, kind);
+    }
+    let kinds = [
+        Frame::Feed(FeedEvent::Resync { seq: 1 }).kind(),
+        Frame::Subscribe(Subscribe::default()).kind(),
+    ];
+    assert_eq!(kinds, [FrameKind::Feed, FrameKind::Subscribe]);
+}
+
+// ---------------------------------------------------------------------- feed
+
+/// The encodings of the feed frames, byte for byte, against bodies built by
+/// hand from the layout in `kv-proto/src/feed.rs`: each hand-built body
+/// decodes to the frame, and the frame encodes to exactly that body.
+#[test]
+fn feed_and_subscribe_bodies_match_their_layout() {
+    let change = |tombstone, expiration, value| Change {
+        namespace: ns("n"),
+        key: key("k/é"),
+        version: SAMPLE_VERSION,
+        tombstone,
+        expiration,
+        commit_ms: SAMPLE_COMMIT_MS,
+        value,
+    };
+    let cases = [
+        (
+            FeedEvent::Sync {
+                epoch: 5,
+                next_seq: 6,
+                gap: false,
+            },
+            BodyBuilder::sync(5, 6, 0),
+        ),
+        (
+            FeedEvent::Sync {
+                epoch: u64::MAX,
+                next_seq: 0,
+                gap: true,
+            },
+            BodyBuilder::sync(u64::MAX, 0, SYNC_GAP),
+        ),
+        (
+            FeedEvent::Resync { seq: 0x0102 },
+            BodyBuilder::new().u8(FEED_RESYNC).u64(0x0102),
+        ),
+        (
+            FeedEvent::Change {
+                seq: 1,
+                change: change(false, None, None),
+            },
+            BodyBuilder::change(1, b"n", "k/é".as_bytes(), 0),
+        ),
+        (
+            FeedEvent::Change {
+                seq: 2,
+                change: change(true, None, None),
+            },
+            BodyBuilder::change(2, b"n", "k/é".as_bytes(), CHANGE_TOMBSTONE),
+        ),
+        (
+            FeedEvent::Change {
+                seq: 3,
+                change: change(false, Some(99), None),
+            },
+            BodyBuilder::change(3, b"n", "k/é".as_bytes(), CHANGE_EXPIRATION).u64(99),
+        ),
+        (
+            FeedEvent::Change {
+                seq: 4,
+                change: change(
+                    false,
+                    None,
+                    Some(InlineValue {
+                        metadata: None,
+                        value: Bytes::from_static(b"v"),
+                    }),
+                ),
+            },
+            BodyBuilder::change(4, b"n", "k/é".as_bytes(), CHANGE_VALUE).bytes32(b"v"),
+        ),
+        (
+            FeedEvent::Change {
+                seq: 5,
+                change: change(
+                    false,
+                    Some(7),
+                    Some(InlineValue {
+                        metadata: Some(meta("[1]")),
+                        value: Bytes::from_static(b"xyz"),
+                    }),
+                ),
+            },
+            BodyBuilder::change(
+                5,
+                b"n",
+                "k/é".as_bytes(),
+                CHANGE_EXPIRATION | CHANGE_VALUE | CHANGE_METADATA,
+            )
+            .u64(7)
+            .bytes16(b"[1]")
+            .bytes32(b"xyz"),
+        ),
+    ];
+    for (event, body) in cases {
+        let frame = Frame::Feed(event.clone());
+        assert_eq!(
+            &encode(&frame)[FRAME_HEADER_LEN..],
+            &body.0[..],
+            "{event:?}"
+        );
+        assert_eq!(decode_feed_event(body.clone().body()).unwrap(), event);
+        assert_eq!(
+            decode_frame(&mut body.frame(FrameKind::Feed)).unwrap(),
+            Some(frame)
+        );
+    }
+
+    let subscribes = [
+        (Subscribe { resume: None }, BodyBuilder::new().u8(0)),
+        (
+            Subscribe {
+                resume: Some(Cursor {
+                    epoch: 0x0a0b,
+                    next_seq: u64::MAX,
+                }),
+            },
+            BodyBuilder::subscribe_resume(0x0a0b, u64::MAX),
+        ),
+    ];
+    for (subscribe, body) in subscribes {
+        let frame = Frame::Subscribe(subscribe);
+        assert_eq!(&encode(&frame)[FRAME_HEADER_LEN..], &body.0[..]);
+        assert_eq!(decode_subscribe(body.clone().body()).unwrap(), subscribe);
+        assert_eq!(
+            decode_frame(&mut body.frame(FrameKind::Subscribe)).unwrap(),
+            Some(frame)
+        );
+    }
+    assert_eq!(Subscribe::default(), Subscribe { resume: None });
+}
+
+#[test]
+fn feed_event_seq() {
+    assert_eq!(
+        FeedEvent::Sync {
+            epoch: 1,
+            next_seq: 2,
+            gap: true
+        }
+        .seq(),
+        None
+    );
+    assert_eq!(FeedEvent::Resync { seq: 3 }.seq(), Some(3));
+    assert_eq!(
+        FeedEvent::Change {
+            seq: u64::MAX,
+            change: plain_change("n", "k", 1),
+        }
+        .seq(),
+        Some(u64::MAX)
+    );
+}
+
+/// The body decoders slice an inline value out of the frozen input too.
+#[test]
+fn feed_decoder_does_not_copy_the_inline_value() {
+    let value = Bytes::from(vec![0x3c; 2000]);
+    let event = FeedEvent::Change {
+        seq: 1,
+        change: Change {
+            value: Some(InlineValue {
+                metadata: None,
+                value: value.clone(),
+            }),
+            ..plain_change("zc", "zero/copy", 2)
+        },
+    };
+    let frozen = encode(&Frame::Feed(event)).freeze();
+    let FeedEvent::Change { change, .. } =
+        decode_feed_event(frozen.slice(FRAME_HEADER_LEN..)).unwrap()
+    else {
+        panic!("not a change");
+    };
+    let inline = change.value.unwrap();
+    assert_eq!(inline.value, value);
+    assert!(lies_within(&inline.value, &frozen));
+    assert!(!lies_within(&inline.value, &value));
 }
 
 /// The strategies reach what the round trips claim to cover: keys at the
@@ -965,4 +1232,58 @@ fn strategies_cover_the_edges() {
             );
         }
     }
+
+    // Feed events: every kind, syncs with and without a gap, and changes of
+    // every shape the decoder accepts.
+    let events: Vec<FeedEvent> = (0..600)
+        .map(|_| {
+            feed_event_strategy()
+                .new_tree(&mut runner)
+                .unwrap()
+                .current()
+        })
+        .collect();
+    for gap in [false, true] {
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, FeedEvent::Sync { gap: g, .. } if *g == gap)),
+            "no sync with gap = {gap}"
+        );
+    }
+    assert!(events.iter().any(|e| matches!(e, FeedEvent::Resync { .. })));
+    let changes: Vec<&Change> = events
+        .iter()
+        .filter_map(|e| match e {
+            FeedEvent::Change { change, .. } => Some(change),
+            _ => None,
+        })
+        .collect();
+    assert!(changes.iter().any(|c| c.tombstone));
+    assert!(changes.iter().any(|c| !c.tombstone && c.value.is_none()));
+    assert!(changes.iter().any(|c| c.expiration.is_some()));
+    assert!(
+        changes
+            .iter()
+            .any(|c| !c.tombstone && c.expiration.is_none())
+    );
+    // Never a tombstone with a value: the decoder refuses that.
+    assert!(changes.iter().all(|c| !(c.tombstone && c.value.is_some())));
+    let inline: Vec<&InlineValue> = changes.iter().filter_map(|c| c.value.as_ref()).collect();
+    assert!(inline.iter().any(|v| v.metadata.is_some()));
+    assert!(inline.iter().any(|v| v.metadata.is_none()));
+    assert!(inline.iter().any(|v| v.value.is_empty()));
+    assert!(inline.iter().any(|v| v.value.len() == MAX_INLINE_VALUE));
+    assert!(inline.iter().all(|v| v.value.len() <= MAX_INLINE_VALUE));
+
+    let subscribes: Vec<Subscribe> = (0..50)
+        .map(|_| {
+            subscribe_strategy()
+                .new_tree(&mut runner)
+                .unwrap()
+                .current()
+        })
+        .collect();
+    assert!(subscribes.iter().any(|s| s.resume.is_none()));
+    assert!(subscribes.iter().any(|s| s.resume.is_some()));
 }

@@ -43,6 +43,19 @@ pub struct RegionalConfig {
     pub cache_ttl_secs: u64,
     /// How long a miss stays cached, seconds.
     pub negative_ttl_secs: u64,
+    /// Longest cache TTL a read may ask for, seconds (longer gets this).
+    pub max_cache_ttl_secs: u64,
+    /// The last part of a TTL, percent, in which a read refreshes the copy
+    /// in the background (0 turns it off).
+    pub refresh_ahead_percent: u8,
+    /// How long past its TTL a copy may be served when the origin fails or
+    /// the deadline is near, seconds (0 turns it off).
+    pub stale_if_error_secs: u64,
+    /// The deadline of a background refresh, milliseconds.
+    pub refresh_deadline_ms: u64,
+    /// Change-feed events kept for edges that reconnect; one that missed
+    /// more must revalidate its cache.
+    pub feed_backlog: usize,
     /// Certificates.
     pub tls: TlsConfig,
     /// Log line format.
@@ -65,6 +78,11 @@ impl Default for RegionalConfig {
             data_dir: "./.tierkv/regional".into(),
             cache_ttl_secs: 60,
             negative_ttl_secs: 30,
+            max_cache_ttl_secs: 3600,
+            refresh_ahead_percent: 20,
+            stale_if_error_secs: 60,
+            refresh_deadline_ms: 2000,
+            feed_backlog: kv_runtime::feed::DEFAULT_BACKLOG,
             tls: TlsConfig {
                 dev_certs: Some("./.tierkv/certs".into()),
                 ..TlsConfig::default()
@@ -76,6 +94,19 @@ impl Default for RegionalConfig {
 }
 
 impl RegionalConfig {
+    /// The freshness rules of the cache.
+    pub fn freshness(&self) -> kv_runtime::freshness::Freshness {
+        kv_runtime::freshness::Freshness::from_secs(
+            (
+                self.cache_ttl_secs,
+                self.negative_ttl_secs,
+                self.max_cache_ttl_secs,
+            ),
+            self.refresh_ahead_percent,
+            self.stale_if_error_secs,
+        )
+    }
+
     /// Checks rules the types cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |m: &str| Err(ConfigError::Invalid(m.into()));
@@ -90,6 +121,18 @@ impl RegionalConfig {
         }
         if self.connect_timeout_ms == 0 {
             return fail("connect_timeout_ms must be at least 1");
+        }
+        if self.max_cache_ttl_secs < self.cache_ttl_secs {
+            return fail("max_cache_ttl_secs must be at least cache_ttl_secs");
+        }
+        if self.refresh_ahead_percent >= 100 {
+            return fail("refresh_ahead_percent must be below 100");
+        }
+        if self.refresh_deadline_ms == 0 {
+            return fail("refresh_deadline_ms must be at least 1");
+        }
+        if self.feed_backlog == 0 {
+            return fail("feed_backlog must be at least 1");
         }
         if self.origins.is_empty() {
             return fail("origins must name at least one origin");

@@ -58,6 +58,27 @@ struct Args {
     /// Seconds a miss stays cached [default: 30].
     #[arg(long, env = "TIERKV_REGIONAL_NEGATIVE_TTL_SECS")]
     negative_ttl_secs: Option<u64>,
+    /// Longest cache TTL a read may ask for, seconds; a longer one gets this
+    /// [default: 3600].
+    #[arg(long, env = "TIERKV_REGIONAL_MAX_CACHE_TTL_SECS")]
+    max_cache_ttl_secs: Option<u64>,
+    /// The last part of a TTL, percent, in which a read refreshes the copy
+    /// in the background, so hot keys never expire into a miss; 0 turns it
+    /// off [default: 20].
+    #[arg(long, env = "TIERKV_REGIONAL_REFRESH_AHEAD_PERCENT")]
+    refresh_ahead_percent: Option<u8>,
+    /// Seconds past its TTL a copy may still be served when the origin fails
+    /// or the deadline is near; 0 turns it off [default: 60].
+    #[arg(long, env = "TIERKV_REGIONAL_STALE_IF_ERROR_SECS")]
+    stale_if_error_secs: Option<u64>,
+    /// The deadline of a background refresh, milliseconds [default: 2000].
+    #[arg(long, env = "TIERKV_REGIONAL_REFRESH_DEADLINE_MS")]
+    refresh_deadline_ms: Option<u64>,
+    /// Change-feed events kept for edges that reconnect; one that missed
+    /// more revalidates its cache instead; at most 64 MiB of events are kept
+    /// whatever the count [default: 65536].
+    #[arg(long, env = "TIERKV_REGIONAL_FEED_BACKLOG")]
+    feed_backlog: Option<usize>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -76,6 +97,14 @@ impl Args {
         set(&mut config.data_dir, self.data_dir);
         set(&mut config.cache_ttl_secs, self.cache_ttl_secs);
         set(&mut config.negative_ttl_secs, self.negative_ttl_secs);
+        set(&mut config.max_cache_ttl_secs, self.max_cache_ttl_secs);
+        set(
+            &mut config.refresh_ahead_percent,
+            self.refresh_ahead_percent,
+        );
+        set(&mut config.stale_if_error_secs, self.stale_if_error_secs);
+        set(&mut config.refresh_deadline_ms, self.refresh_deadline_ms);
+        set(&mut config.feed_backlog, self.feed_backlog);
         self.common.apply(
             &mut config.tls,
             &mut config.log_format,

@@ -1,46 +1,22 @@
 //! The regional service: read-through caching in front of the origin.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use foyer::Source;
-use kv_proto::{
-    Body, DeleteRequest, Entry, ErrorSource, GetRequest, Op, PutRequest, Request, RequestId,
-    Response, Status, Tier,
-};
+use kv_proto::{Body, DeleteRequest, Entry, Op, PutRequest, Request, Response, Status, Tier};
 use kv_runtime::deadline::Deadline;
-use kv_runtime::metrics::{CacheLookups, Metrics};
+use kv_runtime::feed::{Publisher, TrustFloor};
+use kv_runtime::freshness::Freshness;
+use kv_runtime::metrics::{CacheAnswers, CacheLookups, FeedMetrics, Metrics};
 use kv_runtime::quic::{Attempts, Handler, Peers};
-use kv_runtime::singleflight::{Role, SingleFlight};
-use kv_runtime::time::{is_expired, unix_millis, unix_seconds};
+use kv_runtime::singleflight::SingleFlight;
+use kv_runtime::time::unix_millis;
 use kv_runtime::watermarks::Watermarks;
 use prometheus::IntCounter;
 
 use crate::cache::{RegionalCache, cache_key};
 use crate::cached::Cached;
-
-/// How often a fill retries when the origin keeps returning a copy older
-/// than a write this node has seen acknowledged.
-const STALE_FILL_RETRIES: usize = 3;
-
-/// Freshness settings.
-#[derive(Debug, Clone, Copy)]
-pub struct Freshness {
-    /// How long a value stays cached when the read names no cache TTL.
-    pub cache_ttl: Duration,
-    /// How long a miss stays cached.
-    pub negative_ttl: Duration,
-}
-
-impl Default for Freshness {
-    fn default() -> Self {
-        Self {
-            cache_ttl: Duration::from_secs(60),
-            negative_ttl: Duration::from_secs(30),
-        }
-    }
-}
 
 /// Counters of a regional node.
 #[derive(Debug, Default)]
@@ -62,38 +38,47 @@ pub struct RegionalStats {
 /// Why a fill from the origin failed; carried through foyer to every waiter.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}", .0.message().unwrap_or("fill failed"))]
-struct FillError(Response);
+pub(crate) struct FillError(pub(crate) Response);
 
 /// A regional node.
 #[derive(Debug)]
 pub struct Regional {
-    cache: RegionalCache,
-    origins: Arc<Origins>,
-    fills: SingleFlight<String, Result<Cached, FillError>>,
-    freshness: Freshness,
-    /// The highest version seen of each recent key, written or filled: no
-    /// older copy is cached or served.
-    recent_writes: Watermarks,
-    stats: Arc<RegionalStats>,
-    memory: CacheLookups,
-    disk: CacheLookups,
-    coalesced: prometheus::IntCounter,
+    pub(crate) cache: RegionalCache,
+    pub(crate) origins: Arc<Origins>,
+    pub(crate) fills: SingleFlight<String, Result<Cached, FillError>>,
+    pub(crate) freshness: Freshness,
+    /// The deadline of a background refresh, which no caller waits for.
+    pub(crate) refresh_deadline: Duration,
+    /// The highest version seen of each recent key, written, filled or
+    /// announced by the feed: no older copy is cached or served.
+    pub(crate) recent_writes: Watermarks,
+    /// Copies fetched before the last gap in the origins' feeds are checked
+    /// with the origin before use.
+    pub(crate) floor: TrustFloor,
+    /// The feed this node relays to its edges: what it applied from the origins'.
+    pub(crate) feed: Arc<Publisher>,
+    pub(crate) feed_metrics: FeedMetrics,
+    pub(crate) stats: Arc<RegionalStats>,
+    pub(crate) memory: CacheLookups,
+    pub(crate) disk: CacheLookups,
+    pub(crate) answers: CacheAnswers,
+    pub(crate) coalesced: prometheus::IntCounter,
 }
 
 impl Regional {
-    /// A node caching in `cache`, filling from the origin processes `origins`.
-    pub fn new(cache: RegionalCache, origins: Peers, freshness: Freshness) -> Self {
-        Self::with_metrics(cache, origins, freshness, &Metrics::new())
-    }
-
-    /// As [`Regional::new`], counting cache lookups, coalesced fills and
-    /// failovers in `metrics`.
+    /// A node caching in `cache` by the rules of `freshness`, filling from
+    /// the origin processes `origins`, relaying their feeds with a backlog
+    /// of `feed_backlog` events, and counting cache lookups and statuses,
+    /// coalesced fills, failovers and its feeds in `metrics`. Background
+    /// refreshes get `refresh_deadline`.
     pub fn with_metrics(
         cache: RegionalCache,
         origins: Peers,
         freshness: Freshness,
+        (feed_backlog, refresh_deadline): (usize, Duration),
         metrics: &Metrics,
     ) -> Self {
+        let feed_metrics = metrics.feed("regional");
         Self {
             cache,
             origins: Arc::new(Origins {
@@ -102,10 +87,15 @@ impl Regional {
             }),
             fills: SingleFlight::new(),
             freshness,
+            refresh_deadline,
             recent_writes: Watermarks::default(),
+            floor: TrustFloor::new(),
+            feed: Publisher::new(feed_backlog, feed_metrics.clone()),
+            feed_metrics,
             stats: Arc::default(),
             memory: metrics.cache(Tier::RegionalMemory.as_str()),
             disk: metrics.cache(Tier::RegionalDisk.as_str()),
+            answers: metrics.cache_answers("regional"),
             coalesced: metrics.coalesced("regional"),
         }
     }
@@ -132,6 +122,21 @@ impl Regional {
         &self.cache
     }
 
+    /// The feed this node publishes to its subscribers.
+    pub fn feed(&self) -> &Arc<Publisher> {
+        &self.feed
+    }
+
+    /// The change-feed metrics of this node.
+    pub fn feed_metrics(&self) -> &FeedMetrics {
+        &self.feed_metrics
+    }
+
+    /// The links to the origins, whose feeds this node follows.
+    pub fn origin_links(&self) -> &[kv_runtime::quic::Link] {
+        self.origins.peers.links()
+    }
+
     /// Answers one request, within its deadline.
     pub async fn answer(&self, request: Request) -> Response {
         let deadline = Deadline::of(&request);
@@ -151,102 +156,6 @@ impl Regional {
         }
     }
 
-    /// Reads a key: from memory or disk when the cached copy is fresh, else
-    /// from the origin. Concurrent fills of one key share one origin request,
-    /// which stops once no reader waits for it any more.
-    async fn get(&self, id: RequestId, request: GetRequest, deadline: Deadline) -> Response {
-        let key = cache_key(&request.namespace, &request.key);
-        let span = tracing::Span::current();
-        let looked_up = match deadline.run(self.cache.get(&key)).await {
-            Ok(looked_up) => looked_up,
-            Err(_) => return timeout(id, "the cache lookup"),
-        };
-        let mut saw_stale = false;
-        match looked_up {
-            Ok(Some(entry)) => {
-                let (cached, on_disk) = (entry.value(), entry.source() == Source::Disk);
-                if self.is_fresh(cached, &key, request.min_version) {
-                    let tier = if on_disk {
-                        self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
-                        self.memory.miss.inc();
-                        self.disk.hit.inc();
-                        Tier::RegionalDisk
-                    } else {
-                        self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
-                        self.memory.hit.inc();
-                        Tier::RegionalMemory
-                    };
-                    span.record("cache", "hit");
-                    return answer(id, tier, cached);
-                }
-                self.stats.stale.fetch_add(1, Ordering::Relaxed);
-                if on_disk {
-                    self.memory.miss.inc();
-                    self.disk.stale.inc();
-                } else {
-                    self.memory.stale.inc();
-                }
-                saw_stale = true;
-            }
-            Ok(None) => {
-                self.memory.miss.inc();
-                self.disk.miss.inc();
-            }
-            // The disk tier failed (not the origin): fill from the origin.
-            Err(e) => {
-                tracing::warn!(error = %e, "regional cache read failed; reading through to the origin")
-            }
-        }
-        span.record("cache", if saw_stale { "stale" } else { "miss" });
-        let fill = {
-            let origins = self.origins.clone();
-            let cache = self.cache.clone();
-            let freshness = self.freshness;
-            let watermarks = self.recent_writes.clone();
-            let recent = (watermarks.clone(), key.clone());
-            let stats = self.stats.clone();
-            let key = key.clone();
-            move || async move {
-                let cached =
-                    fill_from_origin(origins, id, deadline, request, freshness, recent, stats)
-                        .await?;
-                // Filled before the flight ends, so a read that arrives just
-                // after finds it cached rather than starting another fill;
-                // unless a write meanwhile made something newer known.
-                if watermarks.raise(&key, cached.version) {
-                    cache.insert(key, cached.clone());
-                }
-                Ok(cached)
-            }
-        };
-        let (filled, role) = match deadline.run(self.fills.run(key.clone(), fill)).await {
-            Ok(filled) => filled,
-            Err(_) => return timeout(id, "the origin's answer"),
-        };
-        if role == Role::Follower {
-            self.coalesced.inc();
-        }
-        match filled {
-            Ok(Ok(cached)) => {
-                self.stats.origin_answers.fetch_add(1, Ordering::Relaxed);
-                answer(id, Tier::Origin, &cached)
-            }
-            Ok(Err(FillError(failure))) => Response { id, ..failure },
-            Err(e) => Response::error(id, Status::Internal, e.to_string()),
-        }
-    }
-
-    /// Whether a cached answer may be served.
-    fn is_fresh(&self, cached: &Cached, key: &str, min_version: Option<u64>) -> bool {
-        if cached.fresh_until_ms <= unix_millis() {
-            return false;
-        }
-        if min_version.is_some_and(|min| cached.version < min) {
-            return false;
-        }
-        !self.recent_writes.is_behind(key, cached.version)
-    }
-
     /// Caches what an acknowledged PUT wrote, unless something newer is known.
     fn after_put(&self, request: &PutRequest, response: &Response) {
         let Some(version) = self.newest_written(&request.namespace, &request.key, response) else {
@@ -258,13 +167,11 @@ impl Regional {
             metadata: request.metadata.clone(),
             value: request.value.clone(),
         };
-        let cached = Cached {
-            fresh_until_ms: fresh_until(self.freshness.cache_ttl, entry.expiration),
-            version,
-            entry: Some(entry),
-        };
-        self.cache
-            .insert(cache_key(&request.namespace, &request.key), cached);
+        let keep_for = self.freshness.keep_for(self.freshness.ttl);
+        self.cache.insert(
+            cache_key(&request.namespace, &request.key),
+            Cached::new(version, Some(entry), unix_millis(), keep_for),
+        );
     }
 
     /// Caches the miss an acknowledged DELETE left, at its version, unless
@@ -273,13 +180,11 @@ impl Regional {
         let Some(version) = self.newest_written(&request.namespace, &request.key, response) else {
             return;
         };
-        let miss = Cached {
-            fresh_until_ms: unix_millis() + millis(self.freshness.negative_ttl),
-            version,
-            entry: None,
-        };
-        self.cache
-            .insert(cache_key(&request.namespace, &request.key), miss);
+        let keep_for = self.freshness.keep_for(self.freshness.negative_ttl);
+        self.cache.insert(
+            cache_key(&request.namespace, &request.key),
+            Cached::new(version, None, unix_millis(), keep_for),
+        );
     }
 
     /// For an acknowledged write: raises the key's watermark, stops in-flight
@@ -311,7 +216,7 @@ impl Regional {
 
 /// The origin processes, any of which can serve any key.
 #[derive(Debug)]
-struct Origins {
+pub(crate) struct Origins {
     peers: Peers,
     failovers: [IntCounter; 5],
 }
@@ -319,7 +224,7 @@ struct Origins {
 impl Origins {
     /// Sends `request` to the origins in its key's order until one answers,
     /// within `deadline`; always answers.
-    async fn send(&self, request: &Request, deadline: &Deadline) -> Response {
+    pub(crate) async fn send(&self, request: &Request, deadline: &Deadline) -> Response {
         let routing_key = match (request.op.key(), request.op.namespace()) {
             (Some(key), namespace) => format!("{namespace}/{key}"),
             (None, namespace) => namespace.to_string(),
@@ -335,103 +240,8 @@ impl Origins {
     }
 }
 
-/// The answer a cached copy gives.
-fn answer(id: RequestId, tier: Tier, cached: &Cached) -> Response {
-    match &cached.entry {
-        Some(value) if !is_expired(value.expiration, unix_seconds()) => {
-            Response::entry(id, tier, value.clone())
-        }
-        _ if cached.version > 0 => Response::deleted(id, tier, cached.version),
-        _ => Response::not_found(id, tier),
-    }
-}
-
-/// A read whose deadline passed while waiting for `what`.
-fn timeout(id: RequestId, what: &str) -> Response {
-    Response::failure(
-        id,
-        Status::Timeout,
-        ErrorSource::Upstream,
-        true,
-        format!("no answer within the request's deadline (waiting for {what})"),
-    )
-}
-
 impl Handler for Regional {
     async fn handle(&self, request: Request) -> Response {
         self.answer(request).await
     }
-}
-
-/// Fetches a key from the origin for the cache. A copy older than a write
-/// this node saw acknowledged is fetched again, so a read racing with a write
-/// cannot cache what the write replaced.
-async fn fill_from_origin(
-    origins: Arc<Origins>,
-    id: RequestId,
-    deadline: Deadline,
-    request: GetRequest,
-    freshness: Freshness,
-    (recent_writes, key): (Watermarks, String),
-    stats: Arc<RegionalStats>,
-) -> Result<Cached, FillError> {
-    let ttl = request
-        .cache_ttl
-        .map_or(freshness.cache_ttl, |s| Duration::from_secs(s.into()));
-    let op = Op::Get(GetRequest {
-        min_version: None,
-        cache_ttl: None,
-        ..request
-    });
-    let mut attempt = 0;
-    loop {
-        stats.origin_fetches.fetch_add(1, Ordering::Relaxed);
-        let upstream = Request {
-            id,
-            budget: deadline.remaining(),
-            op: op.clone(),
-        };
-        let response = origins.send(&upstream, &deadline).await;
-        let negative = |version| Cached {
-            fresh_until_ms: unix_millis() + millis(freshness.negative_ttl),
-            version,
-            entry: None,
-        };
-        let cached = match (response.status, &response.body) {
-            (Status::Ok, Body::Entry(entry)) => Cached {
-                fresh_until_ms: fresh_until(ttl, entry.expiration),
-                version: entry.version,
-                entry: Some(entry.clone()),
-            },
-            // A deleted (or expired) key is a miss at its delete's version.
-            (Status::NotFound, Body::Deleted { version }) => negative(*version),
-            (Status::NotFound, _) => negative(0),
-            (Status::Ok, _) => {
-                return Err(FillError(Response::failure(
-                    id,
-                    Status::Internal,
-                    ErrorSource::Upstream,
-                    false,
-                    "unexpected answer from the origin",
-                )));
-            }
-            _ => return Err(FillError(response)),
-        };
-        let stale = recent_writes.is_behind(&key, cached.version);
-        if !stale || attempt >= STALE_FILL_RETRIES {
-            return Ok(cached);
-        }
-        attempt += 1;
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// When a value fetched now stops being fresh: after the TTL, and never past
-/// its expiration.
-fn fresh_until(ttl: Duration, expiration: Option<u64>) -> u64 {
-    let by_ttl = unix_millis().saturating_add(millis(ttl));
-    expiration.map_or(by_ttl, |e| by_ttl.min(e.saturating_mul(1000)))
 }

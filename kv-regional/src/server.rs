@@ -14,7 +14,7 @@ use kv_runtime::tls::TlsError;
 
 use crate::cache::{self, CacheOptions};
 use crate::config::RegionalConfig;
-use crate::regional::{Freshness, Regional};
+use crate::regional::Regional;
 
 /// Why a regional node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -87,13 +87,19 @@ impl RegionalServer {
             &metrics,
         )
         .await?;
-        let freshness = Freshness {
-            cache_ttl: Duration::from_secs(config.cache_ttl_secs),
-            negative_ttl: Duration::from_secs(config.negative_ttl_secs),
-        };
-        let options = ServerOptions::new("regional", metrics.clone());
+        let regional = Arc::new(Regional::with_metrics(
+            cache,
+            origins,
+            config.freshness(),
+            (
+                config.feed_backlog,
+                Duration::from_millis(config.refresh_deadline_ms),
+            ),
+            &metrics,
+        ));
+        let mut options = ServerOptions::new("regional", metrics.clone());
+        options.feed = Some(regional.feed().clone());
         let server = QuicServer::bind(config.listen, &tls, options)?;
-        let regional = Arc::new(Regional::with_metrics(cache, origins, freshness, &metrics));
         let node = Arc::downgrade(&regional);
         metrics.on_scrape(move || {
             let Some(node) = node.upgrade() else {
@@ -132,12 +138,23 @@ impl RegionalServer {
         &self.regional
     }
 
-    /// Serves until `shutdown` resolves, drains in-flight requests, then
-    /// flushes the cache to disk and closes it.
+    /// Follows the origins' feeds and serves until `shutdown` resolves,
+    /// drains in-flight requests, then flushes the cache to disk and closes it.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let _metrics = self.metrics_server.map(MetricsServer::spawn);
         let regional = self.regional.clone();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let _stop_following = stop.clone().drop_guard();
+        for link in regional.origin_links() {
+            tokio::spawn(kv_runtime::feed::follow(
+                link.clone(),
+                regional.clone(),
+                regional.feed_metrics().clone(),
+                stop.clone(),
+            ));
+        }
         self.server.serve(self.regional, shutdown).await;
+        stop.cancel();
         if let Err(e) = regional.cache().close().await {
             tracing::error!(error = %e, "closing the cache failed");
         }

@@ -75,6 +75,14 @@ impl Deadline {
         self.min(Self::after(limit))
     }
 
+    /// The deadline to wait for upstream when a stale copy could stand in:
+    /// a tenth of what is left (at least 10 ms) earlier, so that the copy is
+    /// served before this deadline if the upstream is slow.
+    pub fn keeping_back_for_a_stand_in(&self) -> Self {
+        let left = self.remaining();
+        Self::after(left.saturating_sub((left / 10).max(Duration::from_millis(10))))
+    }
+
     /// Runs `work` until it finishes or the deadline passes.
     pub async fn run<F: Future>(&self, work: F) -> Result<F::Output, Expired> {
         tokio::time::timeout_at(self.at.into(), work)

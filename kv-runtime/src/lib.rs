@@ -10,6 +10,10 @@
 //! - [`quic`]: the transport settings, the [`quic::QuicServer`] accept loop that
 //!   dispatches one request per stream to a [`quic::Handler`], and the client
 //!   [`quic::Link`] that keeps one reconnecting connection to a peer.
+//! - [`feed`]: the change feed that pushes every write down the tiers: its
+//!   publisher, its subscriber task, and the trust floor a gap raises.
+//! - [`freshness`]: when a cached copy is fresh, due for a background
+//!   refresh, or usable stale on error; and the cache status each answer reports.
 //! - [`deadline`]: a request's deadline, from the budget it carries, and the
 //!   smaller budget it passes upstream.
 //! - [`singleflight`]: concurrent calls for one key share one execution.
@@ -25,6 +29,8 @@ pub mod cli;
 pub mod config;
 pub mod deadline;
 pub mod dev_certs;
+pub mod feed;
+pub mod freshness;
 pub mod metrics;
 pub mod metrics_server;
 pub mod quic;

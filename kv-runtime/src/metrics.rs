@@ -25,6 +25,108 @@ pub const DURATION_BUCKETS: &[f64] = &[
     1.0, 2.5, 5.0, 10.0,
 ];
 
+/// How a caching tier's answers related to its cache.
+#[derive(Debug, Clone)]
+pub struct CacheAnswers {
+    by_status: [IntCounter; 4],
+    /// Background refreshes started.
+    pub refreshes: IntCounter,
+}
+
+impl CacheAnswers {
+    /// Counts one answer.
+    pub fn count(&self, status: crate::freshness::CacheStatus) {
+        let index = crate::freshness::CacheStatus::ALL
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(0);
+        self.by_status[index].inc();
+    }
+
+    /// Answers counted with `status`.
+    pub fn get(&self, status: crate::freshness::CacheStatus) -> u64 {
+        let index = crate::freshness::CacheStatus::ALL
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(0);
+        self.by_status[index].get()
+    }
+}
+
+/// Feed lag buckets, seconds: 100 µs to 2 minutes (a feed that is down
+/// leaves the TTL as the bound, so the tail is long).
+pub const FEED_LAG_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// The change-feed handles of one tier.
+#[derive(Debug, Clone)]
+pub struct FeedMetrics {
+    tier: String,
+    /// Commit-to-applied time of each change applied here.
+    pub lag: Histogram,
+    /// Events published to this tier's subscribers.
+    pub published: IntCounter,
+    /// Changes applied from upstream feeds.
+    pub applied: IntCounter,
+    /// Subscribers following this tier now.
+    pub subscribers: IntGauge,
+    connected: IntGaugeVec,
+    following: Arc<std::sync::atomic::AtomicUsize>,
+    /// Subscriptions that could not resume.
+    pub gaps: IntCounter,
+    /// Subscribers that fell behind this tier's backlog.
+    pub overrun: IntCounter,
+    /// Times this tier stopped trusting its cached copies.
+    pub resyncs: IntCounter,
+    /// Reads that checked a distrusted copy upstream.
+    pub revalidations: IntCounter,
+}
+
+impl FeedMetrics {
+    /// The gauge that is 1 while this tier follows `peer`'s feed.
+    pub fn connected(&self, peer: &str) -> FollowingGauge {
+        let gauge = self.connected.with_label_values(&[&self.tier, peer]);
+        gauge.set(0);
+        FollowingGauge {
+            gauge,
+            following: self.following.clone(),
+        }
+    }
+
+    /// How many upstream feeds this tier follows right now.
+    pub fn connected_count(&self) -> usize {
+        self.following.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Whether this tier follows one upstream node's feed: the gauge, and the
+/// tier's count of feeds followed.
+#[derive(Debug)]
+pub struct FollowingGauge {
+    gauge: IntGauge,
+    following: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FollowingGauge {
+    /// Records whether the feed is followed now.
+    pub fn set(&self, connected: bool) {
+        use std::sync::atomic::Ordering;
+        let was = self.gauge.get() == 1;
+        self.gauge.set(i64::from(connected));
+        match (was, connected) {
+            (false, true) => {
+                self.following.fetch_add(1, Ordering::AcqRel);
+            }
+            (true, false) => {
+                self.following.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The `op` label values; `other` is an unknown route or an unreadable request.
 pub const OPS: [&str; 5] = ["get", "put", "delete", "list", "other"];
 
@@ -84,6 +186,16 @@ pub struct Metrics {
     store_duration: HistogramVec,
     quic_connections: IntGaugeVec,
     quic_rtt: GaugeVec,
+    cache_status: IntCounterVec,
+    refreshes: IntCounterVec,
+    feed_lag: HistogramVec,
+    feed_events: IntCounterVec,
+    feed_subscribers: IntGaugeVec,
+    feed_connected: IntGaugeVec,
+    feed_gaps: IntCounterVec,
+    feed_overruns: IntCounterVec,
+    feed_resyncs: IntCounterVec,
+    feed_revalidations: IntCounterVec,
     build_info: IntGaugeVec,
     refreshers: Mutex<Vec<Refresh>>,
 }
@@ -250,6 +362,71 @@ impl Metrics {
                 &["peer", "direction"],
             ),
             quic_rtt,
+            cache_status: counter(
+                &r,
+                "tierkv_cache_status_total",
+                "Reads answered by a caching tier, by cache status: hit (fresh), miss, revalidated (checked upstream), stale (served past its TTL because the upstream failed)",
+                &["tier", "status"],
+            ),
+            refreshes: counter(
+                &r,
+                "tierkv_refreshes_total",
+                "Background refreshes of copies read in the last part of their TTL (stale-while-revalidate)",
+                &["tier"],
+            ),
+            feed_lag: {
+                let opts = HistogramOpts::new(
+                    "tierkv_feed_lag_seconds",
+                    "Time from the origin's acknowledgement of a write to its change being applied at this tier",
+                )
+                .buckets(FEED_LAG_BUCKETS.to_vec());
+                let vec = HistogramVec::new(opts, &["tier"]).expect("valid metric definition");
+                r.register(Box::new(vec.clone()))
+                    .expect("metric registered once");
+                vec
+            },
+            feed_events: counter(
+                &r,
+                "tierkv_feed_events_total",
+                "Change-feed events, by tier and direction (published to this tier's subscribers, applied from upstream)",
+                &["tier", "direction"],
+            ),
+            feed_subscribers: gauge(
+                &r,
+                "tierkv_feed_subscribers",
+                "Subscribers following this tier's feed right now",
+                &["tier"],
+            ),
+            feed_connected: gauge(
+                &r,
+                "tierkv_feed_connected",
+                "1 while this tier follows the feed of an upstream node, by peer",
+                &["tier", "peer"],
+            ),
+            feed_gaps: counter(
+                &r,
+                "tierkv_feed_gaps_total",
+                "Subscriptions that could not resume where they left off (the publisher restarted, or dropped events not yet read)",
+                &["tier"],
+            ),
+            feed_overruns: counter(
+                &r,
+                "tierkv_feed_overruns_total",
+                "Subscribers of this tier that fell behind its backlog and were told of the gap",
+                &["tier"],
+            ),
+            feed_resyncs: counter(
+                &r,
+                "tierkv_feed_resyncs_total",
+                "Times this tier stopped trusting its cached copies: its own feed gaps and resyncs relayed from upstream",
+                &["tier"],
+            ),
+            feed_revalidations: counter(
+                &r,
+                "tierkv_feed_revalidations_total",
+                "Reads that found a copy cached before a resync and checked it upstream",
+                &["tier"],
+            ),
             build_info: gauge(
                 &r,
                 "tierkv_build_info",
@@ -356,6 +533,35 @@ impl Metrics {
             expired: result("expired"),
             removed: result("removed"),
             kept: result("kept"),
+        }
+    }
+
+    /// The cache-status counters of the answers of `tier`.
+    pub fn cache_answers(&self, tier: &str) -> CacheAnswers {
+        CacheAnswers {
+            by_status: crate::freshness::CacheStatus::ALL.map(|status| {
+                self.cache_status
+                    .with_label_values(&[tier, status.as_str()])
+            }),
+            refreshes: self.refreshes.with_label_values(&[tier]),
+        }
+    }
+
+    /// The change-feed handles of `tier`.
+    pub fn feed(&self, tier: &str) -> FeedMetrics {
+        let events = |direction| self.feed_events.with_label_values(&[tier, direction]);
+        FeedMetrics {
+            tier: tier.to_owned(),
+            lag: self.feed_lag.with_label_values(&[tier]),
+            published: events("published"),
+            applied: events("applied"),
+            subscribers: self.feed_subscribers.with_label_values(&[tier]),
+            connected: self.feed_connected.clone(),
+            following: Arc::default(),
+            gaps: self.feed_gaps.with_label_values(&[tier]),
+            overrun: self.feed_overruns.with_label_values(&[tier]),
+            resyncs: self.feed_resyncs.with_label_values(&[tier]),
+            revalidations: self.feed_revalidations.with_label_values(&[tier]),
         }
     }
 

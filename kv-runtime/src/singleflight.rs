@@ -35,11 +35,20 @@ pub enum Role {
     Follower,
 }
 
-/// A table of in-flight work, by key.
+/// A table of in-flight work, by key. Clones share the table.
 #[derive(Debug)]
 pub struct SingleFlight<K, V> {
     flights: Arc<Mutex<HashMap<K, Entry<V>>>>,
-    next_id: std::sync::atomic::AtomicU64,
+    next_id: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<K, V> Clone for SingleFlight<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            flights: self.flights.clone(),
+            next_id: self.next_id.clone(),
+        }
+    }
 }
 
 impl<K, V> Default for SingleFlight<K, V> {
@@ -85,6 +94,15 @@ where
             }
         };
         (flight.await, role)
+    }
+
+    /// Whether work for `key` is in flight (and can still be joined).
+    pub fn is_in_flight(&self, key: &K) -> bool {
+        self.flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .is_some_and(|(_, flight)| flight.upgrade().is_some())
     }
 
     /// Detaches the work in flight for `key`, if any: callers already waiting

@@ -6,11 +6,12 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use loadgen::chaos::ChaosArgs;
 use loadgen::driver::DriveOptions;
-use loadgen::plot::{Curve, write_plot};
+use loadgen::plot::{Curve, lag_plot_path, write_lag_plot, write_plot};
 use loadgen::profile::Profile;
 use loadgen::report::RunReport;
 use loadgen::runner::{CompareOptions, TargetOptions, compare, run_target};
 use loadgen::stack::SetupKind;
+use loadgen::visibility::LagOptions;
 use loadgen::workload::{Arrivals, WorkloadConfig};
 
 /// Drives tierkv with an open-loop workload and prints read latency by
@@ -73,8 +74,9 @@ struct CompareArgs {
     /// used and removed); the system temp dir by default.
     #[arg(long, env = "LOADGEN_WORK_DIR")]
     work_dir: Option<PathBuf>,
-    /// Exit with status 2 if a check of the tiered setup against the
-    /// untiered one fails.
+    /// Exit with status 2 if a check fails: the tiered setup against the
+    /// untiered one, and (with cloudflare-2024) the tiered setup's
+    /// write-to-visible lag.
     #[arg(long)]
     check: bool,
     #[command(flatten)]
@@ -141,12 +143,29 @@ struct CommonArgs {
     /// Write the latency curves as CSV here.
     #[arg(long, env = "LOADGEN_CSV")]
     csv: Option<PathBuf>,
-    /// Plot the latency curves here (.svg or .png).
+    /// Plot the latency curves here (.svg or .png); the write-to-visible
+    /// lag curves go next to it, with -visibility added to the name.
     #[arg(long, env = "LOADGEN_PLOT")]
     plot: Option<PathBuf>,
     /// No progress bars.
     #[arg(long)]
     no_progress: bool,
+    /// After each write, poll every other edge this often (ms) until it
+    /// serves the new version (polls back off to 5% of the time waited).
+    #[arg(long, env = "LOADGEN_LAG_POLL_MS", default_value_t = 1.0)]
+    lag_poll_ms: f64,
+    /// Longest wait for a write to show on an edge before it counts as a
+    /// timeout, seconds; by default twice the cache TTL (the profile's, or
+    /// 60 s for run).
+    #[arg(long, env = "LOADGEN_LAG_MAX_WAIT_SECS")]
+    lag_max_wait_secs: Option<f64>,
+    /// Probe writes per second, of a probe key of their own, added when the
+    /// workload writes less often than this (0: never).
+    #[arg(long, env = "LOADGEN_LAG_PROBE_RATE", default_value_t = 2.0)]
+    lag_probe_rate: f64,
+    /// Do not measure write-to-visible lag (no polls, no probe writes).
+    #[arg(long)]
+    no_lag: bool,
 }
 
 fn parse_arrivals(s: &str) -> Result<Arrivals, String> {
@@ -178,11 +197,38 @@ impl CommonArgs {
         Ok(w)
     }
 
-    fn drive(&self) -> DriveOptions {
-        DriveOptions {
+    fn drive(&self) -> anyhow::Result<DriveOptions> {
+        let lag = if self.no_lag {
+            None
+        } else {
+            let poll_interval = std::time::Duration::try_from_secs_f64(self.lag_poll_ms / 1e3)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .with_context(|| format!("--lag-poll-ms must be > 0, not {}", self.lag_poll_ms))?;
+            let max_wait = self
+                .lag_max_wait_secs
+                .map(|secs| {
+                    std::time::Duration::try_from_secs_f64(secs)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .with_context(|| format!("--lag-max-wait-secs must be > 0, not {secs}"))
+                })
+                .transpose()?;
+            if !(self.lag_probe_rate.is_finite() && self.lag_probe_rate >= 0.0) {
+                anyhow::bail!("--lag-probe-rate must be ≥ 0, not {}", self.lag_probe_rate);
+            }
+            Some(LagOptions {
+                poll_interval,
+                max_wait,
+                probe_rate: self.lag_probe_rate,
+                ..LagOptions::default()
+            })
+        };
+        Ok(DriveOptions {
             max_in_flight: self.max_in_flight.max(1),
+            lag,
             ..DriveOptions::default()
-        }
+        })
     }
 
     fn progress(&self) -> bool {
@@ -237,6 +283,26 @@ impl CommonArgs {
             write_plot(path, &title, &curves)
                 .with_context(|| format!("plotting {}", path.display()))?;
             println!("plot: {}", path.display());
+            let lags: Vec<Curve> = report
+                .setups
+                .iter()
+                .filter_map(|s| {
+                    s.visibility.as_ref().map(|v| Curve {
+                        name: s.name.clone(),
+                        points: v.curve.clone(),
+                    })
+                })
+                .collect();
+            if lags.iter().any(|c| !c.points.is_empty()) {
+                let lag_path = lag_plot_path(path);
+                let title = format!(
+                    "write-to-visible lag on the other edges by percentile · {} · time scale {}",
+                    report.profile, report.time_scale
+                );
+                write_lag_plot(&lag_path, &title, &lags)
+                    .with_context(|| format!("plotting {}", lag_path.display()))?;
+                println!("lag plot: {}", lag_path.display());
+            }
         }
         Ok(())
     }
@@ -277,6 +343,7 @@ async fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
         anyhow::bail!("--time-scale must be > 0, not {}", args.time_scale);
     }
     let workload = args.common.workload(&profile)?;
+    let drive = args.common.drive()?;
     args.common.check_outputs()?;
     let setups = args
         .setups
@@ -296,7 +363,7 @@ async fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
         setups,
         work_dir: args.work_dir.clone(),
         progress: args.common.progress(),
-        drive: args.common.drive(),
+        drive,
     })
     .await?;
     args.common.write_outputs(&report)?;
@@ -309,13 +376,14 @@ async fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
 async fn run_run(args: RunArgs) -> anyhow::Result<()> {
     let profile = Profile::load(&args.common.profile)?;
     let workload = args.common.workload(&profile)?;
+    let drive = args.common.drive()?;
     args.common.check_outputs()?;
     let report = run_target(TargetOptions {
         targets: args.targets.clone(),
         workload,
         preload: !args.no_preload,
         progress: args.common.progress(),
-        drive: args.common.drive(),
+        drive,
     })
     .await?;
     args.common.write_outputs(&report)

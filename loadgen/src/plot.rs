@@ -2,6 +2,12 @@
 //! "Faster Workers KV" post: one line per setup, read latency up, percentile
 //! across.
 //!
+//! The write-to-visible lag (see [`crate::visibility`]) is drawn the same
+//! way, in a file of its own ([`write_lag_plot`], next to the latency chart
+//! at [`lag_plot_path`]): lag by percentile, one line per setup. A chart
+//! file holds one chart of a fixed size, so the lag gets a second file
+//! rather than a panel.
+//!
 //! # Axes
 //!
 //! - **x, percentile, in nines.** A percentile `p` is placed at
@@ -104,11 +110,43 @@ pub enum PlotError {
     },
 }
 
-/// Writes the curves to `path`; the extension picks the format (.svg or .png).
+/// Writes the read latency curves to `path`; the extension picks the format
+/// (.svg or .png).
 ///
 /// Both formats are [`WIDTH`] × [`HEIGHT`] pixels. See the [module
 /// docs](self) for how the axes treat p100, zero latencies and empty curves.
 pub fn write_plot(path: &Path, title: &str, curves: &[Curve]) -> Result<(), PlotError> {
+    write_chart(path, title, READ_LATENCY_AXIS, curves)
+}
+
+/// Writes write-to-visible lag curves (percentile, lag in ms) to `path`,
+/// like [`write_plot`]. Waits that timed out are at the wait's bound.
+pub fn write_lag_plot(path: &Path, title: &str, curves: &[Curve]) -> Result<(), PlotError> {
+    write_chart(path, title, LAG_AXIS, curves)
+}
+
+/// Where the lag chart goes when the latency chart goes to `plot`: the same
+/// directory and format, `-visibility` added to the name (`out.png` →
+/// `out-visibility.png`).
+pub fn lag_plot_path(plot: &Path) -> PathBuf {
+    let stem = plot
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match plot.extension() {
+        Some(ext) => format!("{stem}-visibility.{}", ext.to_string_lossy()),
+        None => format!("{stem}-visibility"),
+    };
+    plot.with_file_name(name)
+}
+
+/// The latency axis's description on the read latency chart.
+const READ_LATENCY_AXIS: &str = "read latency, ms (log scale)";
+/// The latency axis's description on the lag chart.
+const LAG_AXIS: &str = "write-to-visible lag, ms (log scale)";
+
+/// Writes one chart with `y_label` along the latency axis.
+fn write_chart(path: &Path, title: &str, y_label: &str, curves: &[Curve]) -> Result<(), PlotError> {
     let format = Format::of(path)?;
     let data = Data::new(curves)?;
     let draw_err = |message| PlotError::Draw {
@@ -124,7 +162,7 @@ pub fn write_plot(path: &Path, title: &str, curves: &[Curve]) -> Result<(), Plot
         Format::Svg => {
             let mut svg = String::new();
             let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
-            draw(root, TextMode::Whole, title, &data).map_err(draw_err)?;
+            draw(root, TextMode::Whole, title, y_label, &data).map_err(draw_err)?;
             std::fs::write(path, svg).map_err(io_err)
         }
         Format::Png => {
@@ -133,7 +171,7 @@ pub fn write_plot(path: &Path, title: &str, curves: &[Curve]) -> Result<(), Plot
             // causes (missing directory, permissions).
             std::fs::File::create(path).map_err(io_err)?;
             let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-            let drawn = draw(root, TextMode::PerGlyph(font), title, &data);
+            let drawn = draw(root, TextMode::PerGlyph(font), title, y_label, &data);
             if drawn.is_err() {
                 // Leave no empty or partial file behind; the drawing error
                 // is the one to report.
@@ -635,6 +673,7 @@ fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     mode: TextMode,
     title: &str,
+    y_label: &str,
     data: &Data,
 ) -> Result<(), String> {
     let pen = Pen { root: &root, mode };
@@ -780,7 +819,7 @@ fn draw<DB: DrawingBackend>(
         true,
     )?;
     pen.text(
-        "read latency, ms (log scale)",
+        y_label,
         DESC_SIZE,
         (xs.start - Y_LABEL_AREA + 12, (ys.start + ys.end) / 2),
         (HPos::Center, VPos::Center),
@@ -876,6 +915,19 @@ mod tests {
         assert_eq!(nines(99.9), 3.0);
         assert_eq!(nines(99.99), 4.0);
         assert_eq!(nines(99.9999), 6.0);
+    }
+
+    #[test]
+    fn the_lag_chart_goes_next_to_the_latency_chart() {
+        assert_eq!(
+            lag_plot_path(Path::new("out/curves.png")),
+            Path::new("out/curves-visibility.png")
+        );
+        assert_eq!(
+            lag_plot_path(Path::new("c.SVG")),
+            Path::new("c-visibility.SVG")
+        );
+        assert_eq!(lag_plot_path(Path::new("c")), Path::new("c-visibility"));
     }
 
     #[test]

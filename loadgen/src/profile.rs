@@ -118,6 +118,10 @@ pub struct Topology {
     pub regional_memory_mib: usize,
     /// Each regional node's disk tier, MiB (at least 64).
     pub regional_disk_mib: usize,
+    /// How long edges and regional nodes keep a value, seconds (the nodes'
+    /// `cache_ttl_secs`). Without a change feed, a write can take this long
+    /// to show; loadgen waits at most twice this for a write to show.
+    pub cache_ttl_secs: u64,
 }
 
 impl Default for Topology {
@@ -129,6 +133,7 @@ impl Default for Topology {
             hot_max_value_kib: 100,
             regional_memory_mib: 32,
             regional_disk_mib: 512,
+            cache_ttl_secs: 60,
         }
     }
 }
@@ -214,6 +219,9 @@ impl Profile {
                 "topology.edges and topology.regionals must be at least 1".into(),
             ));
         }
+        if topology.cache_ttl_secs == 0 {
+            return Err(invalid("topology.cache_ttl_secs must be at least 1".into()));
+        }
         if topology.regional_disk_mib < 64 || topology.regional_memory_mib == 0 {
             return Err(invalid(
                 "topology.regional_disk_mib must be at least 64 and regional_memory_mib at least 1"
@@ -262,6 +270,17 @@ impl Profile {
     pub fn front_line_delay(&self) -> Duration {
         ms(self.front_line.proxy_ms)
     }
+
+    /// The fixed one-way delay from the origin to an edge through the
+    /// regional tier (the change feed's path in the tiered setup), ms.
+    pub fn origin_to_edge_ms(&self) -> f64 {
+        self.network.to_origin.delay_ms + self.network.edge_regional.delay_ms
+    }
+
+    /// The nodes' cache TTL.
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.topology.cache_ttl_secs)
+    }
 }
 
 impl StoreDelays {
@@ -298,6 +317,9 @@ mod tests {
         assert_eq!(profile.name, "cloudflare-2024");
         assert_eq!(profile.front_line_delay(), Duration::from_millis(10));
         assert!(profile.network.to_origin.delay_ms > profile.network.edge_regional.delay_ms);
+        assert_eq!(profile.origin_to_edge_ms(), 37.0);
+        assert_eq!(profile.cache_ttl(), Duration::from_secs(60));
+        assert_eq!(profile.time_scaled(0.1).cache_ttl(), profile.cache_ttl());
     }
 
     #[test]

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::driver::{DriveOptions, drive, http_client, preload_http};
+use crate::driver::{DriveOptions, Driven, drive, http_client, preload_http};
 use crate::profile::Profile;
 use crate::report::{RunReport, SetupReport};
 use crate::stack::{SetupKind, Stack};
+use crate::visibility::LagOptions;
 use crate::workload::{Workload, WorkloadConfig};
 
 /// Why a run could not finish.
@@ -103,6 +104,14 @@ pub async fn compare(options: CompareOptions) -> Result<RunReport, RunError> {
     preload.finish();
 
     let client = http_client(&options.drive)?;
+    // Waits for a write to show are bounded by the stacks' cache TTL.
+    let drive_options = DriveOptions {
+        lag: options.drive.lag.map(|lag| LagOptions {
+            max_wait: Some(lag.max_wait_for(options.profile.cache_ttl())),
+            ..lag
+        }),
+        ..options.drive
+    };
     let mut setups = Vec::new();
     for (i, kind) in options.setups.iter().copied().enumerate() {
         let stack = Stack::start(
@@ -123,16 +132,12 @@ pub async fn compare(options: CompareOptions) -> Result<RunReport, RunError> {
             &workload,
             &plan,
             &stack.targets,
-            options.drive,
+            drive_options,
             &progress,
         )
         .await;
         progress.finish();
-        let mut report = SetupReport::new(
-            kind.name(),
-            &driven.recorder,
-            driven.measured_time.as_secs_f64(),
-        );
+        let mut report = setup_report(kind.name(), &driven, &stack.targets);
         report.stack = serde_json::to_value(stack.counters()).ok();
         setups.push(report);
         stack.stop().await;
@@ -142,6 +147,8 @@ pub async fn compare(options: CompareOptions) -> Result<RunReport, RunError> {
         seed: workload.config().seed,
         time_scale: options.time_scale,
         workload: workload_json(&workload),
+        origin_to_edge_ms: Some(options.profile.origin_to_edge_ms()),
+        cache_ttl_secs: Some(options.profile.topology.cache_ttl_secs),
         setups,
     })
 }
@@ -198,12 +205,18 @@ pub async fn run_target(options: TargetOptions) -> Result<RunReport, RunError> {
         seed: workload.config().seed,
         time_scale: 1.0,
         workload: workload_json(&workload),
-        setups: vec![SetupReport::new(
-            "target",
-            &driven.recorder,
-            driven.measured_time.as_secs_f64(),
-        )],
+        origin_to_edge_ms: None,
+        cache_ttl_secs: None,
+        setups: vec![setup_report("target", &driven, &targets)],
     })
+}
+
+/// One setup's report: latencies, tiers, lag and stale reads.
+fn setup_report(name: &str, driven: &Driven, targets: &[String]) -> SetupReport {
+    let mut report = SetupReport::new(name, &driven.recorder, driven.measured_time.as_secs_f64());
+    report.visibility = driven.lag.as_ref().map(|lag| lag.report(targets));
+    report.stale_reads = Some(driven.stale);
+    report
 }
 
 fn workload_json(workload: &Workload) -> serde_json::Value {

@@ -213,6 +213,7 @@ impl Stack {
                     memory_mib: profile.topology.regional_memory_mib,
                     disk_mib: profile.topology.regional_disk_mib,
                     data_dir: work_dir.join(kind.name()).join(format!("regional-{i}")),
+                    cache_ttl_secs: profile.topology.cache_ttl_secs,
                     tls: tls.clone(),
                     ..RegionalConfig::default()
                 })
@@ -258,6 +259,7 @@ impl Stack {
                     0
                 },
                 hot_max_value_kib: profile.topology.hot_max_value_kib,
+                cache_ttl_secs: profile.topology.cache_ttl_secs,
                 tls: tls.clone(),
                 ..EdgeConfig::default()
             })

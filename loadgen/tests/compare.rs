@@ -1,12 +1,13 @@
 //! loadgen end to end on real stacks: `compare` over all four setups (short,
-//! with the profile's delays scaled down), `run` against a dev stack, and
-//! the binary's flags.
+//! with the profile's delays scaled down, write-to-visible lag measured on
+//! every edge), `run` against a dev stack, and the binary's flags.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../kv-origin/tests/support/mod.rs"]
 mod support;
 
 use std::process::Command;
+use std::time::Duration;
 
 use kv_edge::dev::{DevOptions, DevStack};
 use loadgen::driver::DriveOptions;
@@ -14,6 +15,7 @@ use loadgen::profile::Profile;
 use loadgen::report::RunReport;
 use loadgen::runner::{CompareOptions, TargetOptions, compare, run_target};
 use loadgen::stack::SetupKind;
+use loadgen::visibility::LagOptions;
 use loadgen::workload::{ValueSizes, WorkloadConfig};
 use serde_json::Value;
 
@@ -74,10 +76,20 @@ fn check_shape(json: &Value, setups: &[&str]) {
     }
 }
 
+/// The caches keep values for an hour: a write that showed on an edge in
+/// much less than that was brought there by the change feed (or by a read
+/// through to the origin), not by a TTL running out.
+const HOUR: u64 = 3600;
+/// How long the test waits for a write to show on an edge: a minute, a
+/// sixtieth of the TTL, so a broken feed fails the test with timeouts
+/// instead of holding it for an hour.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compare_runs_every_setup_on_the_same_requests() {
     let mut profile = Profile::load("cloudflare-2024").unwrap();
     profile.topology.edges = 3;
+    profile.topology.cache_ttl_secs = HOUR;
     let scale = 0.05;
     let work = tempfile::tempdir().unwrap();
     let report = compare(CompareOptions {
@@ -87,7 +99,16 @@ async fn compare_runs_every_setup_on_the_same_requests() {
         setups: SetupKind::ALL.to_vec(),
         work_dir: Some(work.path().to_path_buf()),
         progress: false,
-        drive: DriveOptions::default(),
+        drive: DriveOptions {
+            lag: Some(LagOptions {
+                max_wait: Some(MAX_WAIT),
+                // More than the workload's ~7.5 writes/s, so the probe
+                // writer runs too, through each edge in turn.
+                probe_rate: 20.0,
+                ..LagOptions::default()
+            }),
+            ..DriveOptions::default()
+        },
     })
     .await
     .unwrap();
@@ -137,6 +158,47 @@ async fn compare_runs_every_setup_on_the_same_requests() {
         assert!(csv.lines().any(|l| l.starts_with(&format!("{name},"))));
     }
     assert!(table.contains("tiered / untiered"));
+    assert!(table.contains("write-to-visible lag on the other edges"));
+    assert!(table.contains("cache TTL 3600 s"), "{table}");
+    // Every setup was measured the same way: each edge waited on, in the
+    // old setups as in the new.
+    for setup in setups {
+        let name = setup["name"].as_str().unwrap();
+        let visibility = &setup["visibility"];
+        assert!(visibility["probe_writes"].as_u64().unwrap() > 0, "{name}");
+        assert!(
+            visibility["writes"].as_u64().unwrap() > visibility["probe_writes"].as_u64().unwrap(),
+            "{name}: the workload's own writes are watched too"
+        );
+        assert_eq!(visibility["timeouts"], 0, "{name}: {visibility}");
+        assert_eq!(visibility["max_wait_ms"], 60_000.0);
+        let edges = visibility["edges"].as_array().unwrap();
+        assert_eq!(edges.len(), 3, "{name}");
+        for edge in edges {
+            assert!(edge["samples"].as_u64().unwrap() > 0, "{name}: {edge}");
+        }
+        let stale = &setup["stale_reads"];
+        assert!(stale["checked"].as_u64().unwrap() > 0, "{name}: {stale}");
+        assert!(stale["stale"].as_u64().unwrap() <= stale["checked"].as_u64().unwrap());
+    }
+    // The tiered setup's edges keep values for an hour, yet every write
+    // showed on every other edge far sooner.
+    let far_below_ttl_ms = (HOUR * 1000 / 60) as f64;
+    for edge in tiered["visibility"]["edges"].as_array().unwrap() {
+        let max = edge["lag_ms"]["max"].as_f64().unwrap();
+        assert!(max < far_below_ttl_ms, "{edge}");
+        assert!(edge["lag_ms"]["p50"].as_f64().unwrap() <= max);
+    }
+    // The profile is cloudflare-2024, so the lag check is there; its
+    // outcome depends on this machine's load, so only its presence is
+    // asserted here (report.rs tests it passing and failing).
+    assert!(
+        report
+            .checks()
+            .iter()
+            .any(|c| c.name.contains("write-to-visible lag")),
+        "{table}"
+    );
     // A report survives a JSON round trip.
     let back: RunReport = serde_json::from_value(json).unwrap();
     assert_eq!(back, report);
@@ -166,6 +228,12 @@ async fn run_drives_a_running_dev_stack() {
     check_shape(&json, &["target"]);
     let target = &json["setups"][0];
     assert_eq!(target["errors"], 0, "{}", target["error_kinds"]);
+    // One edge: its writes were counted, but there is no other edge to
+    // watch them on. Its reads were judged for staleness.
+    assert!(target["visibility"]["writes"].as_u64().unwrap() > 0);
+    assert_eq!(target["visibility"]["samples"], 0);
+    assert!(report.table().contains("no other edge to watch"));
+    assert!(target["stale_reads"]["checked"].as_u64().unwrap() > 0);
     // Preloaded and then read: the dev stack's hot cache answers most.
     assert!(share(target, "edge") > 0.5, "{}", target["answered_by"]);
     let hot_hits = stack
@@ -233,6 +301,10 @@ fn help_lists_every_option() {
             "--work-dir",
             "--check",
             "--no-progress",
+            "--lag-poll-ms",
+            "--lag-max-wait-secs",
+            "--lag-probe-rate",
+            "--no-lag",
         ],
     );
     let mut run = loadgen();
@@ -262,6 +334,18 @@ fn bad_options_are_refused_with_a_reason() {
     refused(&["compare", "--read-share", "2"], "read_share");
     refused(&["compare", "--arrivals", "bursty"], "poisson or uniform");
     refused(&["run"], "--target");
+    refused(
+        &["compare", "--lag-poll-ms", "0"],
+        "--lag-poll-ms must be > 0",
+    );
+    refused(
+        &["compare", "--lag-max-wait-secs=-1"],
+        "--lag-max-wait-secs must be > 0",
+    );
+    refused(
+        &["compare", "--lag-probe-rate", "NaN"],
+        "--lag-probe-rate must be ≥ 0",
+    );
     refused(
         &["compare", "--plot", "out.gif"],
         "must end in .svg or .png",

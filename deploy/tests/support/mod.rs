@@ -1,6 +1,6 @@
 //! A whole tierkv stack as separate processes, the way operators run it
-//! (origin over a real S3-compatible server, two regional nodes, an edge),
-//! and a real Prometheus scraping it.
+//! (two origins over one real S3-compatible server, two regional nodes, an
+//! edge), and a real Prometheus scraping it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
@@ -114,12 +114,17 @@ impl Drop for Process {
 
 /// Addresses of a running stack.
 pub struct Stack {
-    pub origin: Process,
+    pub origins: Vec<Process>,
     pub regionals: Vec<Process>,
     pub edge: Process,
     pub edge_http: SocketAddr,
-    pub origin_metrics: SocketAddr,
+    pub origin_metrics: Vec<SocketAddr>,
     pub regional_metrics: Vec<SocketAddr>,
+    /// The origins' QUIC addresses as the regional nodes and the edge list
+    /// them (`localhost:PORT`): the `peer` label of the feeds they follow.
+    pub origin_peers: Vec<String>,
+    /// The regional nodes' QUIC addresses as the edge lists them.
+    pub regional_peers: Vec<String>,
     pub s3: Option<S3Server>,
     _dir: tempfile::TempDir,
 }
@@ -132,6 +137,9 @@ pub struct StackOptions {
     pub regional_cache_ttl_secs: u64,
     /// Edge hot-cache TTL, seconds.
     pub edge_cache_ttl_secs: u64,
+    /// Origin processes, sharing the bucket; every regional node and the
+    /// edge list them all.
+    pub origins: usize,
 }
 
 impl Default for StackOptions {
@@ -140,6 +148,7 @@ impl Default for StackOptions {
             rust_log: "info".into(),
             regional_cache_ttl_secs: 60,
             edge_cache_ttl_secs: 60,
+            origins: 2,
         }
     }
 }
@@ -147,15 +156,13 @@ impl Default for StackOptions {
 const READY: Duration = Duration::from_secs(30);
 
 impl Stack {
-    /// Starts s3s-fs, the origin over it, two regional nodes and an edge, all
-    /// with JSON logs and metrics, peers named `localhost:PORT` so that the
-    /// DNS path of the links is the one in use.
+    /// Starts s3s-fs, the origins over it, two regional nodes and an edge,
+    /// all with JSON logs and metrics, peers named `localhost:PORT` so that
+    /// the DNS path of the links is the one in use.
     pub fn start(options: &StackOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().join("certs");
         let s3 = S3Server::start("tierkv");
-        let origin_quic = free_udp_port();
-        let origin_metrics: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
         let common = |command: &mut Command| {
             command
                 .env("RUST_LOG", &options.rust_log)
@@ -165,21 +172,32 @@ impl Stack {
                 .arg(&certs);
         };
 
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tierkv-origin"));
-        common(&mut command);
-        command
-            .args(["--listen", &format!("127.0.0.1:{origin_quic}")])
-            .args(["--metrics", &origin_metrics.to_string()])
-            .args(["--store", "s3://tierkv/data"])
-            .args(["--s3-endpoint", &s3.endpoint])
-            .args(["--s3-region", "us-east-1"])
-            .args(["--s3-access-key-id", S3_ACCESS_KEY])
-            .args(["--s3-secret-access-key", S3_SECRET_KEY])
-            .args(["--s3-allow-http", "true"])
-            // When the store dies mid-test, fail fast rather than retry.
-            .args(["--store-timeout-ms", "1000", "--store-retries", "0"]);
-        let mut origin = Process::start("origin", command);
-        origin.wait_for_line("kv-origin ready", READY);
+        let mut origins = Vec::new();
+        let mut origin_metrics = Vec::new();
+        let mut origin_peers = Vec::new();
+        for n in 0..options.origins {
+            let quic = free_udp_port();
+            let metrics: SocketAddr = ([127, 0, 0, 1], free_tcp_port()).into();
+            let mut command = Command::new(env!("CARGO_BIN_EXE_tierkv-origin"));
+            common(&mut command);
+            command
+                .args(["--listen", &format!("127.0.0.1:{quic}")])
+                .args(["--metrics", &metrics.to_string()])
+                .args(["--store", "s3://tierkv/data"])
+                .args(["--s3-endpoint", &s3.endpoint])
+                .args(["--s3-region", "us-east-1"])
+                .args(["--s3-access-key-id", S3_ACCESS_KEY])
+                .args(["--s3-secret-access-key", S3_SECRET_KEY])
+                .args(["--s3-allow-http", "true"])
+                // When the store dies mid-test, fail fast rather than retry.
+                .args(["--store-timeout-ms", "1000", "--store-retries", "0"]);
+            let mut origin = Process::start(&format!("origin-{n}"), command);
+            origin.wait_for_line("kv-origin ready", READY);
+            origins.push(origin);
+            origin_metrics.push(metrics);
+            origin_peers.push(format!("localhost:{quic}"));
+        }
+        let origin_list = origin_peers.join(",");
 
         let mut regionals = Vec::new();
         let mut regional_metrics = Vec::new();
@@ -192,7 +210,7 @@ impl Stack {
             command
                 .args(["--listen", &format!("127.0.0.1:{quic}")])
                 .args(["--metrics", &metrics.to_string()])
-                .args(["--origins", &format!("localhost:{origin_quic}")])
+                .args(["--origins", &origin_list])
                 .arg("--data-dir")
                 .arg(dir.path().join(format!("regional-{n}")))
                 .args(["--memory-mib", "16", "--disk-mib", "64"])
@@ -214,19 +232,21 @@ impl Stack {
         command
             .args(["--http", &edge_http.to_string()])
             .args(["--regionals", &regional_quic.join(",")])
-            .args(["--origins", &format!("localhost:{origin_quic}")])
+            .args(["--origins", &origin_list])
             .args(["--cache-ttl-secs", &options.edge_cache_ttl_secs.to_string()])
             .args(["--min-cache-ttl-secs", "1"]);
         let mut edge = Process::start("edge", command);
         edge.wait_for_line("kv-edge ready", READY);
 
         Self {
-            origin,
+            origins,
             regionals,
             edge,
             edge_http,
             origin_metrics,
             regional_metrics,
+            origin_peers,
+            regional_peers: regional_quic,
             s3: Some(s3),
             _dir: dir,
         }
@@ -241,9 +261,87 @@ impl Stack {
     pub fn processes(&self) -> Vec<&Process> {
         let mut all = vec![&self.edge];
         all.extend(self.regionals.iter());
-        all.push(&self.origin);
+        all.extend(self.origins.iter());
         all
     }
+
+    /// Every process's metrics address (the edge serves them on its HTTP
+    /// port), with the process's name.
+    pub fn metrics_targets(&self) -> Vec<(String, SocketAddr)> {
+        let mut all = vec![(self.edge.name.clone(), self.edge_http)];
+        for (process, addr) in self.regionals.iter().zip(&self.regional_metrics) {
+            all.push((process.name.clone(), *addr));
+        }
+        for (process, addr) in self.origins.iter().zip(&self.origin_metrics) {
+            all.push((process.name.clone(), *addr));
+        }
+        all
+    }
+
+    /// Waits until every regional node follows the change feed of every
+    /// origin, and the edge the feed of every regional node: each
+    /// `tierkv_feed_connected` series of theirs reads 1.
+    pub async fn wait_for_feeds(&self, client: &reqwest::Client) {
+        let mut expected = Vec::new();
+        for addr in &self.regional_metrics {
+            for peer in &self.origin_peers {
+                expected.push((*addr, feed_series("regional", peer)));
+            }
+        }
+        for peer in &self.regional_peers {
+            expected.push((self.edge_http, feed_series("edge", peer)));
+        }
+        wait_for_gauges(client, &expected, READY).await;
+    }
+}
+
+/// Waits until each process's `/metrics` (at the address) has the line
+/// `SERIES 1`, failing the test after `timeout` with the lines missing.
+pub async fn wait_for_gauges(
+    client: &reqwest::Client,
+    expected: &[(SocketAddr, String)],
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut missing = Vec::new();
+        for (addr, series) in expected {
+            let text = scrape(client, *addr).await;
+            if !text.lines().any(|l| l == format!("{series} 1")) {
+                let feeds: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.starts_with("tierkv_feed_connected"))
+                    .collect();
+                missing.push(format!("{addr}: {series} 1 (has {feeds:?})"));
+            }
+        }
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not reported within {timeout:?}:\n{}",
+            missing.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `tierkv_feed_connected` series of a `tier` node following `peer`,
+/// as the text format writes it (labels in order).
+pub fn feed_series(tier: &str, peer: &str) -> String {
+    format!(r#"tierkv_feed_connected{{peer="{peer}",tier="{tier}"}}"#)
+}
+
+/// The Prometheus text a process serves on `/metrics`.
+pub async fn scrape(client: &reqwest::Client, addr: SocketAddr) -> String {
+    let response = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("scraping {addr}: {e}"));
+    assert_eq!(response.status(), 200, "scraping {addr}");
+    response.text().await.unwrap()
 }
 
 /// A real Prometheus server (Debian's `prometheus` package), killed on drop.

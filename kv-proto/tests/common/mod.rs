@@ -7,10 +7,12 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use kv_proto::limits::MAX_INLINE_VALUE;
 use kv_proto::{
-    Body, DeleteRequest, Entry, ErrorSource, Failure, Frame, FrameHeader, FrameKind, GetRequest,
-    Invalidation, Key, ListPage, ListRequest, ListedKey, Metadata, Namespace, Op, PutRequest,
-    Request, RequestId, Response, Status, Tier, WriteId, encode_frame,
+    Body, Change, Cursor, DeleteRequest, Entry, ErrorSource, Failure, FeedEvent, Frame,
+    FrameHeader, FrameKind, GetRequest, InlineValue, Key, ListPage, ListRequest, ListedKey,
+    Metadata, Namespace, Op, PutRequest, Request, RequestId, Response, Status, Subscribe, Tier,
+    WriteId, encode_frame,
 };
 use proptest::prelude::*;
 
@@ -78,7 +80,7 @@ impl BodyBuilder {
         Self::new().u64(id).u32(budget_ms).u8(op)
     }
 
-    /// Namespace and key, as GET and invalidations start.
+    /// Namespace and key, as GET and feed changes start.
     pub fn target(self, namespace: &[u8], key: &[u8]) -> Self {
         self.bytes8(namespace).bytes16(key)
     }
@@ -88,9 +90,9 @@ impl BodyBuilder {
         self.target(namespace, key).u128(SAMPLE_WRITE_ID.0)
     }
 
-    /// Response id, status, tier code and body kind.
+    /// Response id, status, tier code, an age of 0 and body kind.
     pub fn response(id: u64, status: u8, tier: u8, body_kind: u8) -> Self {
-        Self::new().u64(id).u8(status).u8(tier).u8(body_kind)
+        Self::new().u64(id).u8(status).u8(tier).u32(0).u8(body_kind)
     }
 
     /// An error body's source code and flags, after [`BodyBuilder::response`]
@@ -104,6 +106,29 @@ impl BodyBuilder {
         Self::response(id, status, 0, BODY_ERROR)
             .failure(SOURCE_LOCAL, 0)
             .bytes16(message)
+    }
+
+    /// A change event up to and including its flags: event kind, sequence
+    /// number, namespace, key, version, commit time and `flags`. The
+    /// optional fields the flags announce follow.
+    pub fn change(seq: u64, namespace: &[u8], key: &[u8], flags: u8) -> Self {
+        Self::new()
+            .u8(FEED_CHANGE)
+            .u64(seq)
+            .target(namespace, key)
+            .u64(SAMPLE_VERSION)
+            .u64(SAMPLE_COMMIT_MS)
+            .u8(flags)
+    }
+
+    /// A whole sync event.
+    pub fn sync(epoch: u64, next_seq: u64, flags: u8) -> Self {
+        Self::new().u8(FEED_SYNC).u64(epoch).u64(next_seq).u8(flags)
+    }
+
+    /// A subscribe body resuming at `epoch` and `next_seq`.
+    pub fn subscribe_resume(epoch: u64, next_seq: u64) -> Self {
+        Self::new().u8(SUBSCRIBE_RESUME).u64(epoch).u64(next_seq)
     }
 
     pub fn body(self) -> Bytes {
@@ -133,12 +158,32 @@ pub const BODY_WRITTEN: u8 = 2;
 pub const BODY_PAGE: u8 = 3;
 pub const BODY_ERROR: u8 = 4;
 pub const BODY_DELETED: u8 = 5;
+pub const BODY_NOT_MODIFIED: u8 = 6;
 
 pub const SOURCE_CALLER: u8 = 1;
 pub const SOURCE_LOCAL: u8 = 2;
 pub const SOURCE_UPSTREAM: u8 = 3;
 /// The one known bit of an error body's flags.
 pub const ERROR_RETRYABLE: u8 = 0b1;
+
+pub const FEED_SYNC: u8 = 1;
+pub const FEED_CHANGE: u8 = 2;
+pub const FEED_RESYNC: u8 = 3;
+
+/// The one known bit of a sync event's flags.
+pub const SYNC_GAP: u8 = 0b1;
+/// The bits of a change's flags.
+pub const CHANGE_TOMBSTONE: u8 = 0b0001;
+pub const CHANGE_EXPIRATION: u8 = 0b0010;
+pub const CHANGE_VALUE: u8 = 0b0100;
+pub const CHANGE_METADATA: u8 = 0b1000;
+pub const CHANGE_KNOWN_FLAGS: u8 = 0b1111;
+/// The one known bit of a subscribe body's flags.
+pub const SUBSCRIBE_RESUME: u8 = 0b1;
+
+/// The version and commit time [`BodyBuilder::change`] writes.
+pub const SAMPLE_VERSION: u64 = 0x0001_8c2f_5a3b_0007;
+pub const SAMPLE_COMMIT_MS: u64 = 1_767_225_600_123;
 
 /// [`Request::DEFAULT_BUDGET`] in whole milliseconds, as the wire carries it.
 pub const DEFAULT_BUDGET_MS: u32 = 5_000;
@@ -224,11 +269,27 @@ pub fn response(id: u64, status: Status, tier: Option<Tier>, body: Body) -> Fram
         id: RequestId(id),
         status,
         tier,
+        age_ms: if tier.is_some() { 1_500 } else { 0 },
         body,
     })
 }
 
-/// Representative valid frames: every op, every body kind, an invalidation.
+/// A write of `key_name` not carried inline: no expiration, no value, the
+/// sample commit time.
+pub fn plain_change(namespace: &str, key_name: &str, version: u64) -> Change {
+    Change {
+        namespace: ns(namespace),
+        key: key(key_name),
+        version,
+        tombstone: false,
+        expiration: None,
+        commit_ms: SAMPLE_COMMIT_MS,
+        value: None,
+    }
+}
+
+/// Representative valid frames: every op, every body kind, every feed event
+/// kind and change shape, and a subscribe with and without a cursor.
 pub fn sample_frames() -> Vec<(&'static str, Frame)> {
     let id = 0x0123_4567_89ab_cdef;
     vec![
@@ -245,6 +306,17 @@ pub fn sample_frames() -> Vec<(&'static str, Frame)> {
                     key: key("a/b/ключ/鍵"),
                     min_version: Some(42),
                     cache_ttl: Some(60),
+                    unless_version: None,
+                }),
+            ),
+        ),
+        (
+            "request-get-unless-version",
+            request(
+                id,
+                Op::Get(GetRequest {
+                    unless_version: Some(41),
+                    ..GetRequest::new(ns("users"), key("alice"))
                 }),
             ),
         ),
@@ -368,6 +440,13 @@ pub fn sample_frames() -> Vec<(&'static str, Frame)> {
             Frame::Response(Response::deleted(RequestId(id), Tier::RegionalMemory, 12)),
         ),
         (
+            "response-not-modified",
+            Frame::Response(
+                Response::not_modified(RequestId(id), Tier::RegionalDisk, 12)
+                    .with_age(Duration::from_millis(2_500)),
+            ),
+        ),
+        (
             "response-entry-full",
             response(
                 id,
@@ -486,11 +565,78 @@ pub fn sample_frames() -> Vec<(&'static str, Frame)> {
             ),
         ),
         (
-            "invalidation",
-            Frame::Invalidation(Invalidation {
-                namespace: ns("users"),
-                key: key("alice/é"),
-                version: 3,
+            "feed-sync",
+            Frame::Feed(FeedEvent::Sync {
+                epoch: 0x0000_0001_0000_0002,
+                next_seq: 1,
+                gap: false,
+            }),
+        ),
+        (
+            "feed-sync-gap",
+            Frame::Feed(FeedEvent::Sync {
+                epoch: u64::MAX,
+                next_seq: 0,
+                gap: true,
+            }),
+        ),
+        (
+            "feed-change",
+            Frame::Feed(FeedEvent::Change {
+                seq: 7,
+                change: Change {
+                    namespace: ns("users"),
+                    key: key("alice/é"),
+                    version: 3,
+                    tombstone: false,
+                    expiration: Some(1_900_000_000),
+                    commit_ms: SAMPLE_COMMIT_MS,
+                    value: Some(InlineValue {
+                        metadata: Some(meta(r#"{"etag":"abc"}"#)),
+                        value: Bytes::from_static(b"hello, feed"),
+                    }),
+                },
+            }),
+        ),
+        (
+            "feed-change-value-only",
+            Frame::Feed(FeedEvent::Change {
+                seq: 8,
+                change: Change {
+                    value: Some(InlineValue {
+                        metadata: None,
+                        value: Bytes::new(),
+                    }),
+                    ..plain_change("cfg", "empty", 4)
+                },
+            }),
+        ),
+        (
+            "feed-change-not-inline",
+            Frame::Feed(FeedEvent::Change {
+                seq: 9,
+                change: plain_change("cfg", "feature/flags", u64::MAX),
+            }),
+        ),
+        (
+            "feed-change-tombstone",
+            Frame::Feed(FeedEvent::Change {
+                seq: u64::MAX,
+                change: Change {
+                    tombstone: true,
+                    ..plain_change("users", "bob", 12)
+                },
+            }),
+        ),
+        ("feed-resync", Frame::Feed(FeedEvent::Resync { seq: 10 })),
+        ("subscribe", Frame::Subscribe(Subscribe { resume: None })),
+        (
+            "subscribe-resume",
+            Frame::Subscribe(Subscribe {
+                resume: Some(Cursor {
+                    epoch: 0x0000_0001_0000_0002,
+                    next_seq: 11,
+                }),
             }),
         ),
     ]
@@ -602,13 +748,15 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         key_strategy(),
         any::<Option<u64>>(),
         any::<Option<u32>>(),
+        any::<Option<u64>>(),
     )
-        .prop_map(|(namespace, key, min_version, cache_ttl)| {
+        .prop_map(|(namespace, key, min_version, cache_ttl, unless_version)| {
             Op::Get(GetRequest {
                 namespace,
                 key,
                 min_version,
                 cache_ttl,
+                unless_version,
             })
         });
     let put = (
@@ -729,6 +877,7 @@ pub fn body_strategy() -> impl Strategy<Value = Body> {
     prop_oneof![
         Just(Body::Empty),
         any::<u64>().prop_map(|version| Body::Deleted { version }),
+        any::<u64>().prop_map(|version| Body::NotModified { version }),
         entry,
         (any::<u64>(), any::<bool>())
             .prop_map(|(version, replayed)| Body::Written { version, replayed }),
@@ -742,30 +891,102 @@ pub fn response_strategy() -> impl Strategy<Value = Response> {
         any::<u64>(),
         status_strategy(),
         tier_strategy(),
+        any::<u32>(),
         body_strategy(),
     )
-        .prop_map(|(id, status, tier, body)| Response {
+        .prop_map(|(id, status, tier, age_ms, body)| Response {
             id: RequestId(id),
             status,
             tier,
+            age_ms,
             body,
         })
 }
 
-pub fn invalidation_strategy() -> impl Strategy<Value = Invalidation> {
-    (namespace_strategy(), key_strategy(), any::<u64>()).prop_map(|(namespace, key, version)| {
-        Invalidation {
+/// Inline values: empty, small, some KiB, or exactly the limit.
+pub fn inline_bytes_strategy() -> impl Strategy<Value = Bytes> {
+    prop_oneof![
+        1 => Just(Bytes::new()),
+        4 => proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from),
+        1 => proptest::collection::vec(any::<u8>(), 1024..8192).prop_map(Bytes::from),
+        1 => any::<u8>().prop_map(|b| Bytes::from(vec![b; MAX_INLINE_VALUE])),
+    ]
+}
+
+/// Inline values with and without metadata.
+pub fn inline_value_strategy() -> impl Strategy<Value = InlineValue> {
+    (
+        proptest::option::of(metadata_strategy()),
+        inline_bytes_strategy(),
+    )
+        .prop_map(|(metadata, value)| InlineValue { metadata, value })
+}
+
+/// Writes (with and without an expiration and an inline value, itself with
+/// and without metadata) and deletes (never with a value, which the decoder
+/// refuses).
+pub fn change_strategy() -> impl Strategy<Value = Change> {
+    let write = (
+        namespace_strategy(),
+        key_strategy(),
+        any::<u64>(),
+        any::<Option<u64>>(),
+        any::<u64>(),
+        proptest::option::of(inline_value_strategy()),
+    )
+        .prop_map(
+            |(namespace, key, version, expiration, commit_ms, value)| Change {
+                namespace,
+                key,
+                version,
+                tombstone: false,
+                expiration,
+                commit_ms,
+                value,
+            },
+        );
+    let delete = (
+        namespace_strategy(),
+        key_strategy(),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(|(namespace, key, version, commit_ms)| Change {
             namespace,
             key,
             version,
-        }
-    })
+            tombstone: true,
+            expiration: None,
+            commit_ms,
+            value: None,
+        });
+    prop_oneof![3 => write, 1 => delete]
+}
+
+/// Every kind of feed event: syncs with and without a gap, changes, resyncs.
+pub fn feed_event_strategy() -> impl Strategy<Value = FeedEvent> {
+    prop_oneof![
+        1 => (any::<u64>(), any::<u64>(), any::<bool>())
+            .prop_map(|(epoch, next_seq, gap)| FeedEvent::Sync { epoch, next_seq, gap }),
+        4 => (any::<u64>(), change_strategy())
+            .prop_map(|(seq, change)| FeedEvent::Change { seq, change }),
+        1 => any::<u64>().prop_map(|seq| FeedEvent::Resync { seq }),
+    ]
+}
+
+/// Subscriptions, first ones and resumed ones.
+pub fn subscribe_strategy() -> impl Strategy<Value = Subscribe> {
+    proptest::option::of(
+        (any::<u64>(), any::<u64>()).prop_map(|(epoch, next_seq)| Cursor { epoch, next_seq }),
+    )
+    .prop_map(|resume| Subscribe { resume })
 }
 
 pub fn frame_strategy() -> impl Strategy<Value = Frame> {
     prop_oneof![
         request_strategy().prop_map(Frame::Request),
         response_strategy().prop_map(Frame::Response),
-        invalidation_strategy().prop_map(Frame::Invalidation),
+        feed_event_strategy().prop_map(Frame::Feed),
+        subscribe_strategy().prop_map(Frame::Subscribe),
     ]
 }

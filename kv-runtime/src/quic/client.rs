@@ -290,6 +290,42 @@ impl Link {
         result
     }
 
+    /// Opens a stream of its own on the link's connection (dialling if need
+    /// be, within the connect timeout): for a conversation longer than one
+    /// request, such as a feed subscription.
+    pub async fn open_stream(&self) -> Result<(quinn::SendStream, quinn::RecvStream), LinkError> {
+        let timeout = self.inner.connect_timeout;
+        match tokio::time::timeout(timeout, self.open_bi()).await {
+            Ok(opened) => opened.map(|(_, send, recv)| (send, recv)),
+            Err(_) => Err(LinkError::Timeout {
+                peer: self.inner.addr.clone(),
+                timeout,
+                sent: false,
+            }),
+        }
+    }
+
+    /// A new stream, and the connection it is on (dialling if need be). If
+    /// the cached connection died since it was checked, dials once more.
+    async fn open_bi(
+        &self,
+    ) -> Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream), LinkError> {
+        let connection = self.connection().await?;
+        if let Ok((send, recv)) = connection.open_bi().await {
+            return Ok((connection, send, recv));
+        }
+        self.forget(&connection);
+        let connection = self.connection().await?;
+        match connection.open_bi().await {
+            Ok((send, recv)) => Ok((connection, send, recv)),
+            Err(e) => Err(LinkError::Stream {
+                peer: self.inner.addr.clone(),
+                message: e.to_string(),
+                sent: false,
+            }),
+        }
+    }
+
     async fn request_inner(
         &self,
         request: &Request,
@@ -301,19 +337,7 @@ impl Link {
             message: e.to_string(),
             sent: sent.load(Ordering::Relaxed),
         };
-        let connection = self.connection().await?;
-        let (mut send, mut recv) = match connection.open_bi().await {
-            Ok(streams) => streams,
-            // The cached connection died since it was checked: dial once more.
-            Err(_) => {
-                self.forget(&connection);
-                self.connection()
-                    .await?
-                    .open_bi()
-                    .await
-                    .map_err(|e| stream_err(&e))?
-            }
-        };
+        let (connection, mut send, mut recv) = self.open_bi().await?;
         // A write refused part-way (the server stopped reading an oversized
         // request) still has an answer waiting, so read it either way.
         let written = write_frame(&mut send, &Frame::Request(request.clone())).await;

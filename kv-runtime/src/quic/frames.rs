@@ -33,6 +33,15 @@ pub async fn read_frame_body(
     recv: &mut quinn::RecvStream,
     kind: FrameKind,
 ) -> Result<Bytes, FrameReadError> {
+    read_frame_of(recv, &[kind]).await.map(|(_, body)| body)
+}
+
+/// Reads one frame header and its body, which must be of one of `kinds`
+/// (the first is named in the error when it is not).
+pub async fn read_frame_of(
+    recv: &mut quinn::RecvStream,
+    kinds: &[FrameKind],
+) -> Result<(FrameKind, Bytes), FrameReadError> {
     let mut header = [0u8; FRAME_HEADER_LEN];
     if let Err(e) = recv.read_exact(&mut header).await {
         return Err(match e {
@@ -43,16 +52,16 @@ pub async fn read_frame_body(
     let header = FrameHeader::parse(&header)
         .map_err(FrameReadError::Header)?
         .ok_or(FrameReadError::Finished)?;
-    if header.kind != kind {
+    if !kinds.contains(&header.kind) {
         return Err(FrameReadError::UnexpectedKind {
-            expected: kind.name(),
+            expected: kinds.first().map_or("no", |k| k.name()),
             got: header.kind.name(),
         });
     }
     // The length was checked against the kind's limit by `parse`.
     let mut body = BytesMut::zeroed(header.body_len);
     recv.read_exact(&mut body).await?;
-    Ok(body.freeze())
+    Ok((header.kind, body.freeze()))
 }
 
 /// Writes `frame`; a value goes out as its own chunk, without a copy.

@@ -2,6 +2,8 @@
 //!
 //! One task per connection accepts bidirectional streams; one task per stream
 //! reads a request frame, asks the [`Handler`], and writes the response. A
+//! stream that opens with a subscription instead is served the node's change
+//! feed (see [`crate::feed`]) until it ends. A
 //! malformed or oversized request gets a typed error response on its own
 //! stream, and the connection keeps serving its other streams.
 //!
@@ -14,13 +16,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use kv_proto::{Frame, FrameKind, Request, RequestId, Response, Status, decode_request};
+use kv_proto::{
+    Frame, FrameKind, Request, RequestId, Response, Status, Subscribe, decode_request,
+    decode_subscribe,
+};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::frames::{FrameReadError, read_frame_body, write_frame};
+use super::frames::{FrameReadError, read_frame_of, write_frame};
 use super::transport::TransportOptions;
+use crate::feed::{Publisher, serve_subscription};
 use crate::metrics::{Metrics, Served};
 use crate::tls::{TlsError, TlsIdentity};
 
@@ -50,6 +56,8 @@ pub struct ServerOptions {
     pub request_read_timeout: Duration,
     /// How long shutdown waits for in-flight requests before closing.
     pub shutdown_grace: Duration,
+    /// The change feed this node publishes to subscribers, if any.
+    pub feed: Option<Arc<Publisher>>,
 }
 
 impl ServerOptions {
@@ -61,6 +69,7 @@ impl ServerOptions {
             transport: TransportOptions::default(),
             request_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            feed: None,
         }
     }
 }
@@ -74,6 +83,8 @@ struct StreamContext<H> {
     tier: &'static str,
     served: Served,
     read_timeout: Duration,
+    feed: Option<Arc<Publisher>>,
+    stop: CancellationToken,
 }
 
 /// Why a server could not start.
@@ -156,6 +167,8 @@ impl QuicServer {
             tier: self.options.tier,
             served: self.served.clone(),
             read_timeout: self.options.request_read_timeout,
+            feed: self.options.feed.clone(),
+            stop: stop.clone(),
         });
         tokio::pin!(shutdown);
         loop {
@@ -242,10 +255,23 @@ async fn serve_stream<H: Handler>(
     context: Arc<StreamContext<H>>,
 ) {
     let started = Instant::now();
-    let _in_flight = context.served.start();
+    let in_flight = context.served.start();
     let mut op = "other";
-    let read = tokio::time::timeout(context.read_timeout, read_request(&mut recv)).await;
+    let read = tokio::time::timeout(context.read_timeout, read_first(&mut recv)).await;
     let response = match read {
+        Ok(Ok(First::Subscribe(subscribe))) => match &context.feed {
+            Some(feed) => {
+                // A subscription lasts as long as the link: not a request.
+                drop(in_flight);
+                serve_subscription(feed, subscribe, send, context.stop.clone()).await;
+                return;
+            }
+            None => refuse(
+                RequestId::default(),
+                Status::BadRequest,
+                "this node publishes no change feed",
+            ),
+        },
         Err(_) => {
             let _ = recv.stop(REFUSED.into());
             refuse(
@@ -259,7 +285,7 @@ async fn serve_stream<H: Handler>(
             let _ = recv.stop(REFUSED.into());
             response
         }
-        Ok(Ok(request)) => {
+        Ok(Ok(First::Request(request))) => {
             op = request.op.name();
             // `cache` and `answered_by` are recorded by the handler.
             let span = info_span!(
@@ -324,9 +350,18 @@ enum Refusal {
     Stream,
 }
 
-async fn read_request(recv: &mut quinn::RecvStream) -> Result<Request, Refusal> {
-    let body = match read_frame_body(recv, FrameKind::Request).await {
-        Ok(body) => body,
+/// What a stream opens with.
+enum First {
+    /// A request, to answer on the stream.
+    Request(Request),
+    /// A feed subscription, to serve on the stream until it ends.
+    Subscribe(Subscribe),
+}
+
+async fn read_first(recv: &mut quinn::RecvStream) -> Result<First, Refusal> {
+    let (kind, body) = match read_frame_of(recv, &[FrameKind::Request, FrameKind::Subscribe]).await
+    {
+        Ok(first) => first,
         Err(FrameReadError::Header(e)) => {
             return Err(Refusal::Answer(refuse(
                 RequestId::default(),
@@ -351,14 +386,21 @@ async fn read_request(recv: &mut quinn::RecvStream) -> Result<Request, Refusal> 
         }
         Err(FrameReadError::Finished | FrameReadError::Read(_)) => return Err(Refusal::Stream),
     };
-    decode_request(body).map_err(|rejected| {
-        let id = rejected.id.unwrap_or_default();
-        Refusal::Answer(refuse(
-            id,
-            rejected.error.status(),
-            &rejected.error.to_string(),
-        ))
-    })
+    if kind == FrameKind::Subscribe {
+        return decode_subscribe(body).map(First::Subscribe).map_err(|e| {
+            Refusal::Answer(refuse(RequestId::default(), e.status(), &e.to_string()))
+        });
+    }
+    decode_request(body)
+        .map(First::Request)
+        .map_err(|rejected| {
+            let id = rejected.id.unwrap_or_default();
+            Refusal::Answer(refuse(
+                id,
+                rejected.error.status(),
+                &rejected.error.to_string(),
+            ))
+        })
 }
 
 fn refuse(id: RequestId, status: Status, message: &str) -> Response {

@@ -34,8 +34,8 @@ impl TransportOptions {
         transport.keep_alive_interval(Some(self.keep_alive));
         transport.max_idle_timeout(quinn::IdleTimeout::try_from(self.idle_timeout).ok());
         transport.max_concurrent_bidi_streams(self.max_concurrent_streams.into());
-        // Servers push invalidations on unidirectional streams.
-        transport.max_concurrent_uni_streams(16u32.into());
+        // Every exchange, the change feed included, is on a bidirectional stream.
+        transport.max_concurrent_uni_streams(0u32.into());
         // Values reach 25 MiB: let a stream have a few MiB in flight, so a
         // large value is not throttled to a trickle by flow control.
         transport.stream_receive_window((8u32 * 1024 * 1024).into());

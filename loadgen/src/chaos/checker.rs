@@ -88,6 +88,28 @@ pub const CHECKS: [(&str, &str); 6] = [
 /// Runs every check over `history`; `staleness_bound_us` is how long after
 /// an acknowledged write a cached older copy may still be served.
 pub fn check(history: &[Op], staleness_bound_us: u64) -> Vec<CheckResult> {
+    check_with(
+        history,
+        StalenessBound {
+            fresh_us: staleness_bound_us,
+            stale_grace_us: 0,
+        },
+    )
+}
+
+/// How stale a read may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StalenessBound {
+    /// How long after an acknowledged write a read may still return an
+    /// older version, µs.
+    pub fresh_us: u64,
+    /// How much longer for a read the edge marked stale (`kv-cache-status:
+    /// stale`: served past its TTL because the upstream failed), µs.
+    pub stale_grace_us: u64,
+}
+
+/// Runs every check over `history`, with the staleness bound `bound`.
+pub fn check_with(history: &[Op], bound: StalenessBound) -> Vec<CheckResult> {
     let mut by_key: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
     for op in history {
         by_key.entry(op.key.as_str()).or_default().push(op);
@@ -99,7 +121,7 @@ pub fn check(history: &[Op], staleness_bound_us: u64) -> Vec<CheckResult> {
         found[1].extend(key_ops.real_time_order());
         found[2].extend(key_ops.phantom_reads());
         found[3].extend(key_ops.failed_writes_visible());
-        found[4].extend(key_ops.staleness(staleness_bound_us));
+        found[4].extend(key_ops.staleness(bound));
         found[5].extend(key_ops.idempotency());
     }
     CHECKS
@@ -466,7 +488,7 @@ impl<'a> KeyOps<'a> {
         out
     }
 
-    fn staleness(&self, bound_us: u64) -> Vec<Violation> {
+    fn staleness(&self, bound: StalenessBound) -> Vec<Violation> {
         let mut out = Vec::new();
         if self.acked.is_empty() {
             return out;
@@ -483,6 +505,14 @@ impl<'a> KeyOps<'a> {
             newest.push(best);
         }
         for &read in &self.reads {
+            let marked_stale = read
+                .attempts
+                .iter()
+                .any(|a| a.cache.as_deref() == Some("stale"));
+            let bound_us = match marked_stale {
+                true => bound.fresh_us.saturating_add(bound.stale_grace_us),
+                false => bound.fresh_us,
+            };
             // Writes that ended more than the bound before the read began.
             let n = by_end.partition_point(|w| w.end_us.saturating_add(bound_us) < read.start_us);
             if n == 0 {
@@ -500,11 +530,12 @@ impl<'a> KeyOps<'a> {
                     self.key,
                     read.start_us,
                     format!(
-                        "stale read: began {:.3}s after write #{} (v={}) was acknowledged (bound {:.3}s), yet read {}",
+                        "stale read: began {:.3}s after write #{} (v={}) was acknowledged (bound {:.3}s{}), yet read {}",
                         (read.start_us - w.end_us) as f64 / 1e6,
                         w.id,
                         w.version.unwrap_or(0),
                         bound_us as f64 / 1e6,
+                        if marked_stale { ", marked stale" } else { "" },
                         seen.describe(),
                     ),
                     &ops,
@@ -573,6 +604,7 @@ mod tests {
             code: None,
             version,
             tier: None,
+            cache: None,
             replay: false,
         }
     }
@@ -800,6 +832,34 @@ mod tests {
         let first = results[3].first.as_ref().unwrap();
         assert_eq!(first.ops.len(), 2);
         assert!(first.ops[0].contains("#2"), "{first:?}");
+    }
+
+    #[test]
+    fn a_read_marked_stale_may_be_older_by_the_grace_and_no_more() {
+        let marked = |mut op: Op| {
+            op.attempts[0].cache = Some("stale".into());
+            op
+        };
+        let history = vec![
+            put(1, "a", Some(10), (0, S), Outcome::Ok),
+            put(2, "b", Some(20), (2 * S, 3 * S), Outcome::Ok),
+            // 3 s after the write, marked stale: within bound + grace.
+            marked(get(3, Some("a"), Some(10), (6 * S, 6 * S + 10))),
+        ];
+        let bounds = StalenessBound {
+            fresh_us: 2 * S,
+            stale_grace_us: 2 * S,
+        };
+        assert!(failed(&check_with(&history, bounds)).is_empty());
+        // The same read, not marked: stale.
+        assert_eq!(failed(&check(&history, 2 * S)), vec!["bounded_staleness"]);
+        // Marked, but past bound + grace: stale.
+        let mut late = history.clone();
+        late.push(marked(get(4, Some("a"), Some(10), (8 * S, 8 * S + 10))));
+        assert_eq!(
+            failed(&check_with(&late, bounds)),
+            vec!["bounded_staleness"]
+        );
     }
 
     #[test]

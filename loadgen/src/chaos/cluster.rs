@@ -112,8 +112,10 @@ pub struct ClusterConfig {
     pub edge_cache_ttl_secs: u64,
     /// Regional cache TTL, seconds.
     pub regional_cache_ttl_secs: u64,
-    /// Regional negative cache TTL, seconds.
+    /// Negative cache TTL of edges and regional nodes, seconds.
     pub regional_negative_ttl_secs: u64,
+    /// Stale-if-error grace of edges and regional nodes, seconds.
+    pub stale_if_error_secs: u64,
     /// The edges' read and write deadline, ms.
     pub deadline_ms: u64,
     /// `RUST_LOG` of every process.
@@ -376,6 +378,8 @@ impl Cluster {
                 config.regional_cache_ttl_secs.to_string(),
                 "--negative-ttl-secs".into(),
                 config.regional_negative_ttl_secs.to_string(),
+                "--stale-if-error-secs".into(),
+                config.stale_if_error_secs.to_string(),
             ];
             args.extend(common.clone());
             procs.push(Proc::new(
@@ -412,6 +416,10 @@ impl Cluster {
                 origins.join(","),
                 "--cache-ttl-secs".into(),
                 config.edge_cache_ttl_secs.to_string(),
+                "--negative-ttl-secs".into(),
+                config.regional_negative_ttl_secs.to_string(),
+                "--stale-if-error-secs".into(),
+                config.stale_if_error_secs.to_string(),
                 "--read-deadline-ms".into(),
                 config.deadline_ms.to_string(),
                 "--write-deadline-ms".into(),

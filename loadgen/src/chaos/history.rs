@@ -94,6 +94,10 @@ pub struct Attempt {
     /// The tier that answered a read (`kv-tier`: edge, regional, origin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
+    /// How a read's answer related to the edge's cache (`kv-cache-status`:
+    /// hit, miss, revalidated, stale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
     /// A deliberate repeat of an acknowledged write, to check that it is
     /// answered with the same version and not applied again.
     #[serde(default)]
@@ -183,6 +187,9 @@ impl Op {
                 }
                 if let Some(tier) = &a.tier {
                     s.push_str(&format!(" from {tier}"));
+                }
+                if let Some(cache) = &a.cache {
+                    s.push_str(&format!(" ({cache})"));
                 }
                 s.push_str(&format!(
                     " @{:.3}-{:.3}",

@@ -139,15 +139,23 @@ pub struct ChaosArgs {
     /// Regional cache TTL, seconds, ≥ 1.
     #[arg(long, default_value_t = 1)]
     pub regional_cache_ttl_secs: u64,
-    /// Regional negative (miss) cache TTL, seconds.
+    /// Negative (miss) cache TTL of every edge and regional node, seconds.
     #[arg(long, default_value_t = 1)]
     pub regional_negative_ttl_secs: u64,
+    /// How long past its TTL a copy may be served, marked stale, when the
+    /// upstream fails (--stale-if-error-secs of every edge and regional
+    /// node), seconds; 0 turns it off.
+    #[arg(long, default_value_t = 1)]
+    pub stale_if_error_secs: u64,
     /// Slack added to the TTLs to make the default staleness bound, ms.
     #[arg(long, default_value_t = 1000)]
     pub staleness_slack_ms: u64,
     /// How long after an acknowledged write a read may still return an
-    /// older version, ms [default: edge TTL + regional TTL (the larger of
-    /// the positive and negative one) + slack].
+    /// older version, ms [default: the longest TTL + slack: a copy's age
+    /// counts from the origin's read at every tier, so TTLs do not add up.
+    /// While the change feed is up, copies are replaced within milliseconds;
+    /// the TTL bounds what a node cut off from its feeds serves]. A read the
+    /// edge marked stale may be older by the stale-if-error grace.
     #[arg(long)]
     pub staleness_bound_ms: Option<u64>,
     /// Time between faults, ms, MIN-MAX (uniform).
@@ -199,8 +207,8 @@ pub struct ChaosArgs {
         hide_env_values = true
     )]
     pub s3_secret_access_key: String,
-    /// Python with moto[server], to run the serialized moto S3 server
-    /// [default: <workspace>/.venv/bin/python].
+    /// Python with `moto[server]`, to run the serialized moto S3 server
+    /// [default: `WORKSPACE/.venv/bin/python`].
     #[arg(long, env = "TIERKV_MOTO_PYTHON")]
     pub moto_python: Option<PathBuf>,
     /// RUST_LOG of every process of the stack.
@@ -241,12 +249,23 @@ impl ChaosArgs {
     /// The staleness bound the checker uses.
     pub fn staleness_bound(&self) -> Duration {
         let ms = self.staleness_bound_ms.unwrap_or_else(|| {
-            let regional = self
-                .regional_cache_ttl_secs
+            let longest = self
+                .edge_cache_ttl_secs
+                .max(self.regional_cache_ttl_secs)
                 .max(self.regional_negative_ttl_secs);
-            (self.edge_cache_ttl_secs + regional) * 1000 + self.staleness_slack_ms
+            longest * 1000 + self.staleness_slack_ms
         });
         Duration::from_millis(ms)
+    }
+
+    /// The staleness bounds the checker uses: the bound, and the grace a
+    /// read marked stale has beyond it.
+    pub fn staleness_bounds(&self) -> checker::StalenessBound {
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        checker::StalenessBound {
+            fresh_us: micros(self.staleness_bound()),
+            stale_grace_us: micros(Duration::from_secs(self.stale_if_error_secs)),
+        }
     }
 
     fn validate(&self) -> Result<(), ChaosError> {
@@ -359,6 +378,7 @@ pub async fn run(args: &ChaosArgs) -> Result<Campaign, ChaosError> {
         edge_cache_ttl_secs: args.edge_cache_ttl_secs,
         regional_cache_ttl_secs: args.regional_cache_ttl_secs,
         regional_negative_ttl_secs: args.regional_negative_ttl_secs,
+        stale_if_error_secs: args.stale_if_error_secs,
         deadline_ms: args.deadline_ms,
         log_filter: args.log_filter.clone(),
         ready_timeout,
@@ -475,10 +495,7 @@ async fn campaign(
     let history = recorder.snapshot();
     write_history(dir, &history)?;
     let bound = args.staleness_bound();
-    let checks = checker::check(
-        &history,
-        u64::try_from(bound.as_micros()).unwrap_or(u64::MAX),
-    );
+    let checks = checker::check_with(&history, args.staleness_bounds());
     Ok(ChaosReport::new(
         RunInfo {
             seed,

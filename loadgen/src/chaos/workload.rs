@@ -248,6 +248,7 @@ async fn send_write(
         code: None,
         version: None,
         tier: None,
+        cache: None,
         replay,
     };
     match answer {
@@ -365,6 +366,7 @@ pub async fn read(
         code: None,
         version: None,
         tier: None,
+        cache: None,
         replay: false,
     };
     let mut value = None;
@@ -373,11 +375,15 @@ pub async fn read(
             let status = response.status();
             attempt.status = Some(status.as_u16());
             attempt.version = version_header(&response);
-            attempt.tier = response
-                .headers()
-                .get("kv-tier")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            attempt.tier = header("kv-tier");
+            attempt.cache = header("kv-cache-status");
             match status {
                 StatusCode::OK => match response.bytes().await {
                     Ok(body) => {

@@ -7,6 +7,8 @@
 
 #[path = "support/moto.rs"]
 mod moto;
+#[path = "support/racing.rs"]
+mod racing;
 mod support;
 
 use std::collections::HashMap;
@@ -147,17 +149,7 @@ async fn three_origin_processes_and_twenty_writers_on_one_key_agree() {
             acked
         }));
     }
-    let mut all = Vec::new();
-    for writer in writers {
-        let acked = writer.await.unwrap();
-        assert!(acked.windows(2).all(|w| w[0].0 < w[1].0), "{acked:?}");
-        all.extend(acked);
-    }
-    let mut versions: Vec<_> = all.iter().map(|(v, _)| *v).collect();
-    versions.sort_unstable();
-    versions.dedup();
-    assert_eq!(versions.len(), 100, "a version was issued twice");
-    let (highest, last) = all.iter().max().unwrap();
+    let (highest, last) = &racing::highest_of(writers, 100).await;
     for link in &links {
         let got = get(link, "app", "hot").await;
         let Body::Entry(entry) = &got.body else {

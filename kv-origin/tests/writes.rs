@@ -16,6 +16,8 @@ use std::time::Duration;
 
 #[path = "support/late_writes.rs"]
 mod late_writes;
+#[path = "support/racing.rs"]
+mod racing;
 
 use bytes::Bytes;
 use kv_origin::{Found, Origin, OriginError, OriginOptions, Store, StoreConfig, SweepOptions};
@@ -239,18 +241,7 @@ async fn racing_writers_through_three_origins_never_share_a_version_and_the_last
             acked
         }));
     }
-    let mut all = Vec::new();
-    for writer in writers {
-        let acked = writer.await.unwrap();
-        // Each writer's own writes are in real-time order.
-        assert!(acked.windows(2).all(|w| w[0].0 < w[1].0), "{acked:?}");
-        all.extend(acked);
-    }
-    let mut versions: Vec<_> = all.iter().map(|(v, _)| *v).collect();
-    versions.sort_unstable();
-    versions.dedup();
-    assert_eq!(versions.len(), 200, "a version was issued twice");
-    let (highest, last_value) = all.iter().max().unwrap();
+    let (highest, last_value) = &racing::highest_of(writers, 200).await;
     assert_eq!(
         value_of(&read(&origins[0], "hot").await),
         (last_value.as_str(), *highest),

@@ -1,6 +1,6 @@
 //! `loadgen chaos` end to end: a short fault campaign against a real
 //! multi-process stack on moto's S3, which must pass with every tier killed
-//! at least once; and the relay's run-time cut and delay switches.
+//! at least once.
 //!
 //! The campaign runs `kv-origin`, `kv-regional` and `kv-edge` from this
 //! test's target directory (it builds them first with the same profile) and
@@ -11,100 +11,8 @@
 //! e.g. `--seed 3 --keys 6`), and `LOADGEN_CHAOS_SEED` sets the seed (7).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-use loadgen::delay::PathDelay;
-use loadgen::relay::Relay;
-use tokio::net::UdpSocket;
-
-/// A UDP server that sends every datagram back.
-async fn echo_server() -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65_535];
-        while let Ok((len, from)) = socket.recv_from(&mut buf).await {
-            let _ = socket.send_to(&buf[..len], from).await;
-        }
-    });
-    addr
-}
-
-/// Sends `payload` through the relay and waits up to `wait` for its echo.
-async fn round_trip(client: &UdpSocket, payload: &[u8], wait: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    client.send(payload).await.unwrap();
-    let mut buf = [0u8; 64];
-    let deadline = started + wait;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, client.recv(&mut buf)).await {
-            Ok(Ok(len)) if &buf[..len] == payload => return Some(started.elapsed()),
-            // An echo of an earlier (cut, then delivered late) datagram.
-            Ok(Ok(_)) => continue,
-            Ok(Err(e)) => panic!("recv: {e}"),
-            Err(_) => return None,
-        }
-    }
-}
-
-#[tokio::test]
-async fn relay_cut_drops_everything_and_delay_adds_to_the_path() {
-    let relay = Relay::start(echo_server().await, PathDelay::default(), 1)
-        .await
-        .unwrap();
-    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    client.connect(relay.local_addr()).await.unwrap();
-    let control = relay.control().clone();
-
-    assert!(
-        round_trip(&client, b"before", Duration::from_secs(2))
-            .await
-            .is_some()
-    );
-
-    control.set_cut(true);
-    assert!(control.is_cut());
-    let dropped_before = relay
-        .stats()
-        .dropped
-        .load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(
-        round_trip(&client, b"cut", Duration::from_millis(300)).await,
-        None,
-        "a cut relay delivered a datagram"
-    );
-    let dropped = relay
-        .stats()
-        .dropped
-        .load(std::sync::atomic::Ordering::Relaxed);
-    assert!(dropped > dropped_before, "the cut datagram was not counted");
-
-    control.set_cut(false);
-    assert!(
-        round_trip(&client, b"healed", Duration::from_secs(2))
-            .await
-            .is_some(),
-        "the relay did not recover from a cut"
-    );
-
-    control.set_extra_delay(Duration::from_millis(100));
-    let rtt = round_trip(&client, b"slow", Duration::from_secs(2))
-        .await
-        .expect("a slowed relay must still deliver");
-    assert!(
-        rtt >= Duration::from_millis(200),
-        "extra delay of 100 ms each way, yet the round trip took {rtt:?}"
-    );
-
-    control.clear();
-    assert!(!control.is_cut());
-    assert_eq!(control.extra_delay(), Duration::ZERO);
-    relay.stop();
-}
 
 /// The workspace root.
 fn workspace() -> PathBuf {

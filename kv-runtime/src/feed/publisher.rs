@@ -100,14 +100,6 @@ impl Publisher {
         self.subscribers.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Where the feed stands: the cursor of the next event.
-    pub fn position(&self) -> Cursor {
-        Cursor {
-            epoch: self.epoch,
-            next_seq: *self.next_seq.borrow(),
-        }
-    }
-
     /// Publishes a write or delete.
     pub fn publish(&self, change: Change) {
         self.push(|seq| FeedEvent::Change { seq, change });
